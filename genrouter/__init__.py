@@ -1,0 +1,171 @@
+"""genrouter: one typed client for many language models, and a router that explains itself.
+
+``import genrouter`` is cheap: names are loaded from their modules on first access, and no
+vendor SDK, tokenizer or model is touched until a request needs it.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from genrouter._version import __version__
+
+if TYPE_CHECKING:
+    from genrouter.catalog import Catalog, ModelSpec
+    from genrouter.client import AsyncClient, AsyncHooks
+    from genrouter.config import Config, load_config
+    from genrouter.errors import (
+        AllCandidatesFailedError,
+        AuthenticationError,
+        BadRequestError,
+        BillingError,
+        BudgetExceededError,
+        ConfigError,
+        ContentFilteredError,
+        ContextWindowExceededError,
+        FirstTokenTimeoutError,
+        GenRouterError,
+        InsufficientMemoryError,
+        InvalidRequestError,
+        LocalModelError,
+        MediaError,
+        ModelFileError,
+        NoCandidateError,
+        NotFoundError,
+        PermissionDeniedError,
+        ProviderConnectionError,
+        ProviderError,
+        ProviderTimeoutError,
+        RateLimitError,
+        ResponseFormatError,
+        ServerError,
+        StreamInterruptedError,
+        UnsupportedInputError,
+    )
+    from genrouter.providers.base import Provider, ProviderCall
+    from genrouter.streaming import AsyncChatStream, ChatStream
+    from genrouter.sync import Client
+    from genrouter.types import (
+        Attempt,
+        CandidateEvaluation,
+        ChatCompletion,
+        ChatCompletionChunk,
+        RouteDecision,
+        RouteInfo,
+        Usage,
+    )
+
+# Public name -> module that defines it. Kept in sync with __all__ by tests/test_public_api.py.
+_EXPORTS: dict[str, str] = {
+    "AsyncClient": "genrouter.client",
+    "AsyncHooks": "genrouter.client",
+    "Client": "genrouter.sync",
+    "AsyncChatStream": "genrouter.streaming",
+    "ChatStream": "genrouter.streaming",
+    "Catalog": "genrouter.catalog",
+    "ModelSpec": "genrouter.catalog",
+    "Config": "genrouter.config",
+    "load_config": "genrouter.config",
+    "Provider": "genrouter.providers.base",
+    "ProviderCall": "genrouter.providers.base",
+    "Attempt": "genrouter.types",
+    "CandidateEvaluation": "genrouter.types",
+    "ChatCompletion": "genrouter.types",
+    "ChatCompletionChunk": "genrouter.types",
+    "RouteDecision": "genrouter.types",
+    "RouteInfo": "genrouter.types",
+    "Usage": "genrouter.types",
+    **{
+        name: "genrouter.errors"
+        for name in (
+            "AllCandidatesFailedError",
+            "AuthenticationError",
+            "BadRequestError",
+            "BillingError",
+            "BudgetExceededError",
+            "ConfigError",
+            "ContentFilteredError",
+            "ContextWindowExceededError",
+            "FirstTokenTimeoutError",
+            "GenRouterError",
+            "InsufficientMemoryError",
+            "InvalidRequestError",
+            "LocalModelError",
+            "MediaError",
+            "ModelFileError",
+            "NoCandidateError",
+            "NotFoundError",
+            "PermissionDeniedError",
+            "ProviderConnectionError",
+            "ProviderError",
+            "ProviderTimeoutError",
+            "RateLimitError",
+            "ResponseFormatError",
+            "ServerError",
+            "StreamInterruptedError",
+            "UnsupportedInputError",
+        )
+    },
+}
+
+__all__ = [
+    "AllCandidatesFailedError",
+    "AsyncChatStream",
+    "AsyncClient",
+    "AsyncHooks",
+    "Attempt",
+    "AuthenticationError",
+    "BadRequestError",
+    "BillingError",
+    "BudgetExceededError",
+    "CandidateEvaluation",
+    "Catalog",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatStream",
+    "Client",
+    "Config",
+    "ConfigError",
+    "ContentFilteredError",
+    "ContextWindowExceededError",
+    "FirstTokenTimeoutError",
+    "GenRouterError",
+    "InsufficientMemoryError",
+    "InvalidRequestError",
+    "LocalModelError",
+    "MediaError",
+    "ModelFileError",
+    "ModelSpec",
+    "NoCandidateError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "Provider",
+    "ProviderCall",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderTimeoutError",
+    "RateLimitError",
+    "ResponseFormatError",
+    "RouteDecision",
+    "RouteInfo",
+    "ServerError",
+    "StreamInterruptedError",
+    "UnsupportedInputError",
+    "Usage",
+    "__version__",
+    "load_config",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'genrouter' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,176 @@
+"""Request messages in OpenAI's chat format, validated at the door.
+
+Plain dicts are accepted everywhere a message is; :func:`parse_messages` turns them into these
+models or raises :class:`~genrouter.errors.InvalidRequestError` naming the bad field.
+
+Images are ``{"type": "image_url", "image_url": {"url": ...}}`` where the URL may be http(s),
+a ``data:`` URI, a ``file://`` URL or a plain local path; local files are read and sent as data
+URIs by :mod:`genrouter.media`. Video (DashScope's Qwen-VL) is ``{"type": "video_url",
+"video_url": {"url": ...}}`` for a video file or ``{"type": "video", "video": [frame, ...]}``
+for a list of frame images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from genrouter.errors import InvalidRequestError
+
+__all__ = [
+    "AssistantMessage",
+    "ContentPart",
+    "DeveloperMessage",
+    "ImagePart",
+    "ImageURL",
+    "Message",
+    "SystemMessage",
+    "TextPart",
+    "ToolMessage",
+    "UserMessage",
+    "VideoFramesPart",
+    "VideoPart",
+    "VideoURL",
+    "first_validation_error",
+    "message_text",
+    "parse_messages",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TextPart(_Strict):
+    """A piece of text inside a message's content list."""
+
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ImageURL(_Strict):
+    """Where an image comes from: http(s) URL, ``data:`` URI, ``file://`` URL or local path."""
+
+    url: str = Field(min_length=1)
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(_Strict):
+    """An image inside a user message."""
+
+    type: Literal["image_url"] = "image_url"
+    image_url: ImageURL
+
+
+class VideoURL(_Strict):
+    """A video file by URL (or local path)."""
+
+    url: str = Field(min_length=1)
+
+
+class VideoPart(_Strict):
+    """A video file inside a user message (Qwen-VL)."""
+
+    type: Literal["video_url"] = "video_url"
+    video_url: VideoURL
+
+
+class VideoFramesPart(_Strict):
+    """A video given as its frames, each an image URL, data URI or local path (Qwen-VL)."""
+
+    type: Literal["video"] = "video"
+    video: list[str] = Field(min_length=1)
+
+
+ContentPart = Annotated[
+    TextPart | ImagePart | VideoPart | VideoFramesPart, Field(discriminator="type")
+]
+
+
+class FunctionCall(_Strict):
+    name: str
+    arguments: str
+
+
+class ToolCallParam(_Strict):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class SystemMessage(_Strict):
+    role: Literal["system"] = "system"
+    content: str | list[TextPart]
+    name: str | None = None
+
+
+class DeveloperMessage(_Strict):
+    role: Literal["developer"] = "developer"
+    content: str | list[TextPart]
+    name: str | None = None
+
+
+class UserMessage(_Strict):
+    role: Literal["user"] = "user"
+    content: str | list[ContentPart]
+    name: str | None = None
+
+
+class AssistantMessage(_Strict):
+    role: Literal["assistant"] = "assistant"
+    content: str | list[TextPart] | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[ToolCallParam] | None = None
+    name: str | None = None
+    # DashScope / DeepSeek style: continue this assistant text rather than start a new turn.
+    partial: bool | None = None
+
+
+class ToolMessage(_Strict):
+    role: Literal["tool"] = "tool"
+    content: str | list[TextPart]
+    tool_call_id: str
+
+
+Message = Annotated[
+    SystemMessage | DeveloperMessage | UserMessage | AssistantMessage | ToolMessage,
+    Field(discriminator="role"),
+]
+
+_MESSAGES: TypeAdapter[list[Message]] = TypeAdapter(list[Message])
+
+
+def first_validation_error(exc: ValidationError, prefix: str) -> tuple[str, str]:
+    """Return ``(location, message)`` of the first error in *exc*, location rooted at *prefix*."""
+    err = exc.errors(include_url=False)[0]
+    loc = prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+    return loc, err["msg"]
+
+
+def parse_messages(messages: Iterable[Mapping[str, Any] | BaseModel]) -> list[Message]:
+    """Validate *messages* (dicts or models) into typed messages.
+
+    Raises :class:`InvalidRequestError` naming the first bad field, e.g.
+    ``messages[1].content: Field required``.
+    """
+    if isinstance(messages, str | bytes | Mapping):
+        raise InvalidRequestError("expected a list of messages", param="messages")
+    items = list(messages)
+    if not items:
+        raise InvalidRequestError("at least one message is required", param="messages")
+    try:
+        return _MESSAGES.validate_python(items)
+    except ValidationError as exc:
+        loc, msg = first_validation_error(exc, "messages")
+        raise InvalidRequestError(msg, param=loc) from None
+
+
+def message_text(content: str | Sequence[BaseModel] | None) -> str:
+    """The text of a message's content, joining text parts and skipping media."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(p.text for p in content if isinstance(p, TextPart))

@@ -1,0 +1,148 @@
+"""The validated request that flows from the client through routing to a provider."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from genrouter.errors import InvalidRequestError
+from genrouter.messages import (
+    AssistantMessage,
+    ImagePart,
+    Message,
+    UserMessage,
+    VideoFramesPart,
+    VideoPart,
+    first_validation_error,
+    parse_messages,
+)
+
+__all__ = ["OPENAI_PARAMS", "ChatRequest", "Needs", "build_request"]
+
+# Generation parameters that travel to OpenAI-style APIs as they are (when set).
+OPENAI_PARAMS: tuple[str, ...] = (
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "n",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "seed",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "reasoning_effort",
+    "user",
+)
+
+
+class Needs(BaseModel):
+    """What a request requires of a model; routing filters candidates by it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    modalities: frozenset[str] = frozenset({"text"})
+    tools: bool = False
+    json_schema: bool = False
+    json_object: bool = False
+
+
+class ChatRequest(BaseModel):
+    """A chat request after validation. Immutable: routing derives new ones with ``model_copy``.
+
+    ``metadata`` is genrouter's routing metadata (rules match on it); it is never sent to a
+    provider. ``provider_options`` holds vendor-specific parameters per provider kind (e.g.
+    ``{"dashscope": {"enable_search": True}}``), applied only when that provider is used.
+    ``extra_body`` is merged into the body sent to whichever provider answers.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    model: str = Field(min_length=1)
+    messages: list[Message]
+    stream: bool = False
+
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    n: int | None = Field(default=None, ge=1, le=128)
+    stop: str | list[str] | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    logit_bias: dict[str, int] | None = None
+    seed: int | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    user: str | None = None
+
+    metadata: dict[str, str] = Field(default_factory=dict)
+    provider_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    extra_body: dict[str, Any] | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    first_token_timeout: float | None = Field(default=None, gt=0)
+    resume: bool = False
+
+    @property
+    def output_limit(self) -> int | None:
+        """The caller's cap on output tokens, whichever name it was given under."""
+        return self.max_completion_tokens or self.max_tokens
+
+    def wire_params(self) -> dict[str, Any]:
+        """The OpenAI generation parameters the caller set, by their OpenAI names."""
+        params: dict[str, Any] = {}
+        for name in OPENAI_PARAMS:
+            value = getattr(self, name)
+            if value is not None:
+                params[name] = value
+        return params
+
+    def needs(self) -> Needs:
+        """What this request requires of a model (input modalities, tools, JSON output)."""
+        modalities = {"text"}
+        for message in self.messages:
+            if isinstance(message, UserMessage) and not isinstance(message.content, str):
+                for part in message.content:
+                    if isinstance(part, ImagePart):
+                        modalities.add("image")
+                    elif isinstance(part, VideoPart | VideoFramesPart):
+                        modalities.add("video")
+        fmt = (self.response_format or {}).get("type")
+        return Needs(
+            modalities=frozenset(modalities),
+            tools=bool(self.tools),
+            json_schema=fmt == "json_schema",
+            json_object=fmt == "json_object",
+        )
+
+    def continued(self, partial_text: str) -> ChatRequest:
+        """This request asking to continue *partial_text* (an assistant prefix), for resume."""
+        prefix = AssistantMessage(content=partial_text, partial=True)
+        return self.model_copy(update={"messages": [*self.messages, prefix]})
+
+
+def build_request(params: Mapping[str, Any]) -> ChatRequest:
+    """Validate keyword arguments of ``create()`` into a :class:`ChatRequest`.
+
+    Raises :class:`InvalidRequestError` naming the first bad parameter.
+    """
+    data = dict(params)
+    data["messages"] = parse_messages(data.get("messages") or ())
+    try:
+        return ChatRequest.model_validate(data)
+    except ValidationError as exc:
+        loc, msg = first_validation_error(exc, "")
+        raise InvalidRequestError(msg, param=loc.lstrip(".")) from None

@@ -1,0 +1,238 @@
+"""Response types: OpenAI's chat completion shape, plus the route that produced it.
+
+Field names match OpenAI's, so code written against ``openai.types.chat.ChatCompletion`` reads
+these unchanged, and ``model_dump()`` / ``model_dump_json()`` give OpenAI-compatible JSON. The
+extra ``route`` attribute (a :class:`RouteInfo`) is excluded from dumps.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Attempt",
+    "AttemptOutcome",
+    "CandidateEvaluation",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatCompletionMessage",
+    "ChatCompletionMessageToolCall",
+    "Choice",
+    "ChoiceDelta",
+    "ChoiceDeltaFunctionCall",
+    "ChoiceDeltaToolCall",
+    "ChunkChoice",
+    "CompletionTokensDetails",
+    "Function",
+    "PromptTokensDetails",
+    "RouteDecision",
+    "RouteInfo",
+    "Usage",
+]
+
+
+class _Wire(BaseModel):
+    """Vendor payloads: keep unknown fields rather than fail on them."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class CompletionTokensDetails(_Wire):
+    reasoning_tokens: int | None = None
+    accepted_prediction_tokens: int | None = None
+    rejected_prediction_tokens: int | None = None
+    audio_tokens: int | None = None
+
+
+class PromptTokensDetails(_Wire):
+    cached_tokens: int | None = None
+    audio_tokens: int | None = None
+
+
+class Usage(_Wire):
+    """Token counts. ``completion_tokens_details.reasoning_tokens`` counts hidden reasoning."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    completion_tokens_details: CompletionTokensDetails | None = None
+    prompt_tokens_details: PromptTokensDetails | None = None
+
+    @property
+    def reasoning_tokens(self) -> int:
+        details = self.completion_tokens_details
+        return (details.reasoning_tokens or 0) if details else 0
+
+    @property
+    def cached_tokens(self) -> int:
+        details = self.prompt_tokens_details
+        return (details.cached_tokens or 0) if details else 0
+
+
+class Function(_Wire):
+    name: str
+    arguments: str
+
+
+class ChatCompletionMessageToolCall(_Wire):
+    id: str
+    type: Literal["function"] = "function"
+    function: Function
+
+
+class ChatCompletionMessage(_Wire):
+    """The assistant's answer. ``reasoning_content`` holds visible reasoning (R1, Qwen, …)."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str | None = None
+    reasoning_content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ChatCompletionMessageToolCall] | None = None
+
+
+class Choice(_Wire):
+    index: int = 0
+    message: ChatCompletionMessage
+    finish_reason: str | None = None
+    logprobs: Any | None = None
+
+
+class ChoiceDeltaFunctionCall(_Wire):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ChoiceDeltaToolCall(_Wire):
+    index: int = 0
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: ChoiceDeltaFunctionCall | None = None
+
+
+class ChoiceDelta(_Wire):
+    role: str | None = None
+    content: str | None = None
+    reasoning_content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ChoiceDeltaToolCall] | None = None
+
+
+class ChunkChoice(_Wire):
+    index: int = 0
+    delta: ChoiceDelta = Field(default_factory=ChoiceDelta)
+    finish_reason: str | None = None
+    logprobs: Any | None = None
+
+
+AttemptOutcome = Literal["ok", "error", "interrupted", "cancelled"]
+
+
+class Attempt(BaseModel):
+    """One try at one candidate."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    provider: str
+    outcome: AttemptOutcome
+    error_type: str | None = None
+    error: str | None = None
+    status_code: int | None = None
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    retry_delay_ms: float | None = None
+
+
+class CandidateEvaluation(BaseModel):
+    """What routing thought of one candidate: its estimates, or why it was excluded."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    provider: str
+    estimated_cost_usd: float | None = None
+    estimated_latency_ms: float | None = None
+    score: float | None = None
+    excluded_because: str | None = None
+    fallback: bool = False
+
+    @property
+    def eligible(self) -> bool:
+        return self.excluded_because is None
+
+
+class RouteDecision(BaseModel):
+    """The outcome of routing one request, computed without I/O.
+
+    ``plan`` lists the models to try in order; ``candidates`` has every candidate considered,
+    eligible or not, with the numbers behind its rank.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    route: str
+    objective: str
+    rule: str | None = None
+    prompt_tokens: int
+    prompt_tokens_method: str
+    expected_output_tokens: int
+    candidates: tuple[CandidateEvaluation, ...]
+    plan: tuple[str, ...]
+
+    def explain(self) -> str:
+        """A human-readable table of the decision (what ``genrouter route --explain`` prints)."""
+        from genrouter.routing.explain import render_decision
+
+        text: str = render_decision(self)
+        return text
+
+
+class RouteInfo(BaseModel):
+    """How a response was produced: which model answered, every attempt, timings and cost."""
+
+    route: str
+    provider: str | None = None
+    model: str | None = None
+    attempts: list[Attempt] = Field(default_factory=list)
+    ttft_ms: float | None = None
+    latency_ms: float | None = None
+    estimated_cost_usd: float | None = None
+    cost_usd: float | None = None
+    dropped_params: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    resumed: bool = False
+    decision: RouteDecision | None = None
+
+    @property
+    def fallbacks(self) -> int:
+        """How many candidates failed before the one that answered."""
+        return len({(a.provider, a.model) for a in self.attempts if a.outcome != "ok"})
+
+
+class ChatCompletion(_Wire):
+    """A complete chat answer, shaped like OpenAI's, with ``route`` telling how it was made."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
+    route: RouteInfo | None = Field(default=None, exclude=True, repr=False)
+
+
+class ChatCompletionChunk(_Wire):
+    """One streamed piece of a chat answer, shaped like OpenAI's."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice] = Field(default_factory=list)
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
