@@ -38,7 +38,7 @@ __all__ = [
     "load_config",
 ]
 
-ProviderKind = Literal["openai", "openai_compatible", "dashscope", "local"]
+ProviderKind = Literal["openai", "openai_compatible", "dashscope", "local", "custom"]
 RetryOn = int | Literal["connection", "timeout"]
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
@@ -51,6 +51,9 @@ class _Strict(BaseModel):
 
 class ProviderConfig(_Strict):
     """One provider: its kind, where it lives and where its key comes from.
+
+    ``type = "custom"`` declares a provider whose instance is passed in code
+    (``AsyncClient(config, providers={"name": my_provider})``).
 
     ``api_key`` accepts only an environment reference (``"${VAR}"``); ``api_key_env`` names
     the variable directly. A provider kind supplies its own default variable and base URL.

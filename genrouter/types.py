@@ -152,6 +152,7 @@ class CandidateEvaluation(BaseModel):
 
     model: str
     provider: str
+    prompt_tokens: int | None = None
     estimated_cost_usd: float | None = None
     estimated_latency_ms: float | None = None
     score: float | None = None

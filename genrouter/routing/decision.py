@@ -1,0 +1,182 @@
+"""The routing decision: filter candidates, estimate them, rank them. Pure, no I/O.
+
+:func:`decide` takes the request's needs and plain facts about each candidate (gathered by the
+client from its catalog, providers and health state) and returns a
+:class:`~genrouter.types.RouteDecision`. The same object is the dry run (``client.route``),
+the ``decision`` in every response's ``RouteInfo``, and what ``genrouter route --explain``
+prints.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from genrouter.catalog import ModelSpec
+from genrouter.config import RouteConfig
+from genrouter.request import Needs
+from genrouter.routing.health import LatencyStats
+from genrouter.types import CandidateEvaluation, RouteDecision
+
+__all__ = ["DEFAULT_EXPECTED_OUTPUT", "CandidateFacts", "decide", "expected_output_tokens"]
+
+# Output tokens assumed for cost and latency when the caller set no limit and nothing was observed.
+DEFAULT_EXPECTED_OUTPUT = 256
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateFacts:
+    """What the client knows about one candidate at decision time."""
+
+    spec: ModelSpec
+    prompt_tokens: int
+    prompt_tokens_method: str
+    fallback: bool = False
+    missing_credentials: str | None = None  # e.g. "no API key: set OPENAI_API_KEY"
+    blocked: str | None = None  # circuit open, offline…
+    observed: LatencyStats | None = None
+
+
+def expected_output_tokens(
+    output_limit: int | None, spec: ModelSpec, observed: LatencyStats | None
+) -> int:
+    """Output tokens to plan for: the caller's limit, else the observed mean, else a default."""
+    if output_limit is not None:
+        return output_limit
+    if observed is not None and observed.output_tokens is not None:
+        return max(1, round(observed.output_tokens))
+    return min(DEFAULT_EXPECTED_OUTPUT, spec.max_output_tokens)
+
+
+def _estimated_latency_ms(spec: ModelSpec, observed: LatencyStats | None, output: int) -> float:
+    ttft = spec.prior_ttft_ms
+    speed = spec.prior_tokens_per_s
+    if observed is not None:
+        ttft = observed.ttft_ms if observed.ttft_ms is not None else ttft
+        speed = observed.tokens_per_s if observed.tokens_per_s else speed
+    return ttft + output / speed * 1000.0
+
+
+def _capability_gap(spec: ModelSpec, needs: Needs) -> str | None:
+    missing_media = sorted(needs.modalities - spec.input_modalities)
+    if missing_media:
+        takes = ", ".join(sorted(spec.input_modalities))
+        return f"needs {' and '.join(missing_media)} input; model takes {takes}"
+    if needs.tools and not spec.tools:
+        return "needs tool calling; model has none"
+    if needs.json_schema and not spec.json_schema:
+        return "needs JSON-schema output; model lacks it"
+    if needs.json_object and not (spec.json_object or spec.json_schema):
+        return "needs JSON output; model lacks it"
+    return None
+
+
+def _evaluate(
+    facts: CandidateFacts,
+    needs: Needs,
+    output_limit: int | None,
+    route: RouteConfig,
+    budget_left: float | None,
+) -> CandidateEvaluation:
+    spec = facts.spec
+    output = expected_output_tokens(output_limit, spec, facts.observed)
+    cost = spec.estimate_cost(facts.prompt_tokens, output)
+    latency = _estimated_latency_ms(spec, facts.observed, output)
+    reason = _capability_gap(spec, needs)
+    if reason is None and facts.prompt_tokens + (output_limit or 1) > spec.context_window:
+        reason = (
+            f"prompt ({facts.prompt_tokens} tokens) + max output ({output_limit or 1}) "
+            f"exceeds the context window ({spec.context_window})"
+        )
+    if reason is None and output_limit is not None and output_limit > spec.max_output_tokens:
+        reason = f"max output {output_limit} exceeds the model's {spec.max_output_tokens}"
+    reason = reason or facts.missing_credentials or facts.blocked
+    max_cost = route.max_cost_usd
+    if reason is None and max_cost is not None and cost is not None and cost > max_cost:
+        reason = f"estimated ${cost:.6f} exceeds the route's max ${max_cost:g}"
+    if reason is None and route.max_latency_ms is not None and latency > route.max_latency_ms:
+        reason = f"estimated {latency:.0f} ms exceeds the route's max {route.max_latency_ms:g} ms"
+    if reason is None and budget_left is not None and (cost or 0.0) > budget_left:
+        reason = f"over budget: estimated ${cost or 0.0:.6f}, ${max(budget_left, 0.0):.6f} left"
+    return CandidateEvaluation(
+        model=spec.id,
+        provider=spec.provider,
+        prompt_tokens=facts.prompt_tokens,
+        estimated_cost_usd=cost,
+        estimated_latency_ms=round(latency, 1),
+        excluded_because=reason,
+        fallback=facts.fallback,
+    )
+
+
+def _scores(
+    objective: str, route: RouteConfig, evals: Sequence[CandidateEvaluation]
+) -> list[float]:
+    costs = [e.estimated_cost_usd if e.estimated_cost_usd is not None else math.inf for e in evals]
+    latencies = [e.estimated_latency_ms or math.inf for e in evals]
+    if objective == "cost":
+        return costs
+    if objective == "latency":
+        return latencies
+    if objective == "balanced":
+        top_cost = max((c for c in costs if math.isfinite(c)), default=0.0) or 1.0
+        top_latency = max((t for t in latencies if math.isfinite(t)), default=0.0) or 1.0
+        w_cost = route.weights.get("cost", 0.5)
+        w_latency = route.weights.get("latency", 0.5)
+        return [
+            w_cost * min(c / top_cost, 10.0) + w_latency * min(t / top_latency, 10.0)
+            for c, t in zip(costs, latencies, strict=True)
+        ]
+    return [float(i) for i in range(len(evals))]  # ordered: the configured order
+
+
+def decide(
+    *,
+    route_name: str,
+    route: RouteConfig,
+    needs: Needs,
+    output_limit: int | None,
+    candidates: Sequence[CandidateFacts],
+    rule: str | None = None,
+    budget_left_usd: float | None = None,
+) -> RouteDecision:
+    """Filter and rank *candidates* for one request.
+
+    Primary candidates are ranked by the route's objective (ties keep configured order);
+    fallbacks follow in configured order. Excluded candidates stay in the decision with the
+    reason, so the explanation is complete.
+    """
+    evals = [_evaluate(f, needs, output_limit, route, budget_left_usd) for f in candidates]
+    primary = [e for e in evals if not e.fallback]
+    fallbacks = [e for e in evals if e.fallback]
+    scores = _scores(route.objective, route, primary)
+    ranked = sorted(range(len(primary)), key=lambda i: (scores[i], i))
+    scored = [
+        primary[i].model_copy(
+            update={
+                "score": (
+                    None
+                    if math.isinf(scores[i]) or not primary[i].eligible
+                    else round(scores[i], 9)
+                )
+            }
+        )
+        for i in ranked
+    ]
+    ordered = [*scored, *fallbacks]
+    first = candidates[0] if candidates else None
+    return RouteDecision(
+        route=route_name,
+        objective=route.objective,
+        rule=rule,
+        prompt_tokens=first.prompt_tokens if first else 0,
+        prompt_tokens_method=first.prompt_tokens_method if first else "none",
+        expected_output_tokens=(
+            expected_output_tokens(output_limit, first.spec, first.observed)
+            if first
+            else DEFAULT_EXPECTED_OUTPUT
+        ),
+        candidates=tuple(ordered),
+        plan=tuple(e.model for e in ordered if e.eligible),
+    )

@@ -1,0 +1,164 @@
+"""What a client has learned about its models: latency, failures, reachability.
+
+All of it lives on one client (never module-level), and every method takes ``now`` from the
+caller's clock so tests can move time by hand.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from genrouter.config import CircuitConfig, OfflineConfig
+
+__all__ = ["CircuitBreaker", "Health", "LatencyStats", "Reachability"]
+
+_EWMA_ALPHA = 0.3  # weight of the newest observation: recent enough to follow a provider's mood
+
+
+@dataclass(slots=True)
+class LatencyStats:
+    """Exponentially weighted moving averages of one model's speed."""
+
+    ttft_ms: float | None = None
+    tokens_per_s: float | None = None
+    output_tokens: float | None = None
+    samples: int = 0
+
+    def observe(self, ttft_ms: float | None, output_tokens: int, generation_s: float) -> None:
+        """Fold in one successful call: time to first token and generation speed."""
+        self.samples += 1
+        if ttft_ms is not None:
+            self.ttft_ms = _ewma(self.ttft_ms, ttft_ms)
+        if output_tokens > 0:
+            self.output_tokens = _ewma(self.output_tokens, float(output_tokens))
+            if generation_s > 0:
+                self.tokens_per_s = _ewma(self.tokens_per_s, output_tokens / generation_s)
+
+
+def _ewma(old: float | None, new: float) -> float:
+    return new if old is None else old + _EWMA_ALPHA * (new - old)
+
+
+@dataclass(slots=True)
+class CircuitBreaker:
+    """Closed → open after ``failure_threshold`` failures within ``window_s``; after
+    ``cooldown_s`` it lets one probe through (half-open); the probe's outcome closes or reopens it.
+    """
+
+    config: CircuitConfig
+    failures: deque[float] = field(default_factory=deque)
+    opened_at: float | None = None
+    probing: bool = False
+
+    def state(self, now: float) -> str:
+        """``"closed"``, ``"open"`` or ``"half_open"``."""
+        if self.opened_at is None:
+            return "closed"
+        if now - self.opened_at < self.config.cooldown_s:
+            return "open"
+        return "half_open"
+
+    def blocked_for(self, now: float) -> float | None:
+        """Seconds until the breaker lets a call through, or ``None`` if it does now."""
+        state = self.state(now)
+        if state == "closed" or (state == "half_open" and not self.probing):
+            return None
+        assert self.opened_at is not None
+        return max(self.opened_at + self.config.cooldown_s - now, 0.0)
+
+    def acquire(self, now: float) -> bool:
+        """Ask to send a call. In half-open state only the first caller (the probe) gets yes."""
+        state = self.state(now)
+        if state == "closed":
+            return True
+        if state == "half_open" and not self.probing:
+            self.probing = True
+            return True
+        return False
+
+    def record_success(self) -> None:
+        self.failures.clear()
+        self.opened_at = None
+        self.probing = False
+
+    def record_failure(self, now: float) -> None:
+        if self.probing or self.opened_at is not None:
+            self.opened_at, self.probing = now, False  # the probe failed: cool down again
+            return
+        self.failures.append(now)
+        while self.failures and now - self.failures[0] > self.config.window_s:
+            self.failures.popleft()
+        if len(self.failures) >= self.config.failure_threshold:
+            self.opened_at = now
+            self.failures.clear()
+
+    def release(self) -> None:
+        """A call that got through ended without a verdict (cancelled): let another probe."""
+        self.probing = False
+
+
+@dataclass(slots=True)
+class Reachability:
+    """Which providers (and whether the network) failed to connect recently.
+
+    A connect failure marks that provider unreachable for ``down_for_s``; a failure on a
+    provider outside this machine also marks the whole network down, so every remote candidate
+    is skipped at once and requests go to local models. When the interval passes, the next
+    request tries again: that request is the probe, and a success clears the mark.
+    """
+
+    config: OfflineConfig
+    provider_down_at: dict[str, float] = field(default_factory=dict)
+    network_down_at: float | None = None
+
+    def mark_unreachable(self, provider: str, now: float, *, whole_network: bool) -> None:
+        if not self.config.enabled:
+            return
+        self.provider_down_at[provider] = now
+        if whole_network:
+            self.network_down_at = now
+
+    def mark_reachable(self, provider: str, *, whole_network: bool) -> None:
+        self.provider_down_at.pop(provider, None)
+        if whole_network:
+            self.network_down_at = None
+
+    def down_reason(self, provider: str, now: float, *, whole_network: bool) -> str | None:
+        """Why calls to *provider* should be skipped now, or ``None``."""
+        window = self.config.down_for_s
+        if whole_network and self.network_down_at is not None:
+            age = now - self.network_down_at
+            if age < window:
+                return f"offline: network marked down {age:.1f}s ago (probe in {window - age:.1f}s)"
+        since = self.provider_down_at.get(provider)
+        if since is not None and now - since < window:
+            age = now - since
+            return f"offline: {provider} unreachable {age:.1f}s ago (probe in {window - age:.1f}s)"
+        return None
+
+
+@dataclass(slots=True)
+class Health:
+    """One client's health knowledge, keyed by model id."""
+
+    circuit_config: CircuitConfig
+    offline_config: OfflineConfig
+    latency: dict[str, LatencyStats] = field(default_factory=dict)
+    circuits: dict[str, CircuitBreaker] = field(default_factory=dict)
+    reachability: Reachability = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reachability = Reachability(self.offline_config)
+
+    def circuit(self, model_id: str) -> CircuitBreaker:
+        breaker = self.circuits.get(model_id)
+        if breaker is None:
+            breaker = self.circuits[model_id] = CircuitBreaker(self.circuit_config)
+        return breaker
+
+    def stats(self, model_id: str) -> LatencyStats:
+        stats = self.latency.get(model_id)
+        if stats is None:
+            stats = self.latency[model_id] = LatencyStats()
+        return stats

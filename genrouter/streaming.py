@@ -1,0 +1,259 @@
+"""Stream objects handed to callers: iterate chunks, then read the assembled completion.
+
+``AsyncChatStream`` is an async iterator and async context manager; leaving the ``async with``
+block (or calling :meth:`AsyncChatStream.aclose`) closes the provider's connection, also when
+the caller stops early or is cancelled. ``ChatStream`` is the same for the sync ``Client``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from genrouter.types import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionMessage,
+    ChatCompletionMessageToolCall,
+    Choice,
+    Function,
+    RouteInfo,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from genrouter.sync import _Portal
+
+__all__ = ["AsyncChatStream", "ChatStream", "CompletionAccumulator"]
+
+
+@dataclass(slots=True)
+class _ChoiceParts:
+    content: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    refusal: list[str] = field(default_factory=list)
+    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    finish_reason: str | None = None
+
+
+class CompletionAccumulator:
+    """Folds chunks into one :class:`ChatCompletion` (content, reasoning, tool calls, usage)."""
+
+    __slots__ = ("_choices", "_created", "_id", "_model", "_usage")
+
+    def __init__(self) -> None:
+        self._id = ""
+        self._created = 0
+        self._model = ""
+        self._choices: dict[int, _ChoiceParts] = {}
+        self._usage: Usage | None = None
+
+    def add(self, chunk: ChatCompletionChunk) -> None:
+        if not self._id:
+            self._id, self._created = chunk.id, chunk.created
+        self._model = chunk.model
+        for choice in chunk.choices:
+            parts = self._choices.get(choice.index)
+            if parts is None:
+                parts = self._choices[choice.index] = _ChoiceParts()
+            delta = choice.delta
+            if delta.content:
+                parts.content.append(delta.content)
+            if delta.reasoning_content:
+                parts.reasoning.append(delta.reasoning_content)
+            if delta.refusal:
+                parts.refusal.append(delta.refusal)
+            for call in delta.tool_calls or ():
+                slot = parts.tool_calls.setdefault(call.index, {"id": "", "name": "", "args": []})
+                slot["id"] = call.id or slot["id"]
+                if call.function is not None:
+                    slot["name"] = call.function.name or slot["name"]
+                    if call.function.arguments:
+                        slot["args"].append(call.function.arguments)
+            if choice.finish_reason is not None:
+                parts.finish_reason = choice.finish_reason
+        if chunk.usage is not None:
+            self._usage = _add_usage(self._usage, chunk.usage)
+
+    def text(self) -> str:
+        """Content of the first choice so far."""
+        parts = self._choices.get(0)
+        return "".join(parts.content) if parts else ""
+
+    def completion(self, route: RouteInfo | None) -> ChatCompletion:
+        choices = []
+        for index in sorted(self._choices):
+            parts = self._choices[index]
+            tool_calls = [
+                ChatCompletionMessageToolCall(
+                    id=slot["id"],
+                    function=Function(name=slot["name"], arguments="".join(slot["args"])),
+                )
+                for _, slot in sorted(parts.tool_calls.items())
+            ]
+            message = ChatCompletionMessage(
+                content="".join(parts.content) if parts.content or not tool_calls else None,
+                reasoning_content="".join(parts.reasoning) or None,
+                refusal="".join(parts.refusal) or None,
+                tool_calls=tool_calls or None,
+            )
+            choices.append(Choice(index=index, message=message, finish_reason=parts.finish_reason))
+        completion = ChatCompletion(
+            id=self._id or "chatcmpl-empty",
+            created=self._created,
+            model=self._model,
+            choices=choices,
+            usage=self._usage,
+        )
+        completion.route = route
+        return completion
+
+
+def _add_usage(total: Usage | None, more: Usage) -> Usage:
+    """Sum usage across attempts (a resumed stream is billed for both)."""
+    if total is None:
+        return more
+    return Usage(
+        prompt_tokens=total.prompt_tokens + more.prompt_tokens,
+        completion_tokens=total.completion_tokens + more.completion_tokens,
+        total_tokens=total.total_tokens + more.total_tokens,
+        completion_tokens_details=more.completion_tokens_details,
+        prompt_tokens_details=more.prompt_tokens_details,
+    )
+
+
+class AsyncChatStream:
+    """A streamed chat answer. ``async for chunk in stream`` yields each chunk once.
+
+    After the last chunk, :meth:`get_final_completion` returns the assembled completion with
+    usage and ``route``; :attr:`route` is live while streaming.
+    """
+
+    __slots__ = ("_acc", "_chunks", "_done", "_pending", "_route")
+
+    def __init__(self, chunks: AsyncGenerator[ChatCompletionChunk, None], route: RouteInfo) -> None:
+        self._chunks = chunks
+        self._route = route
+        self._acc = CompletionAccumulator()
+        self._done = False
+        self._pending: ChatCompletionChunk | None = None
+
+    async def _prime(self) -> None:
+        """Wait for the first chunk, so that failures before any content raise from ``create``."""
+        try:
+            self._pending = await self._chunks.__anext__()
+        except StopAsyncIteration:
+            self._done = True
+        except BaseException:
+            self._done = True
+            await self._chunks.aclose()
+            raise
+
+    @property
+    def route(self) -> RouteInfo:
+        """How this stream is being produced (attempts so far, chosen model, timings)."""
+        return self._route
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        if self._pending is not None:
+            chunk, self._pending = self._pending, None
+            self._acc.add(chunk)
+            return chunk
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            chunk = await self._chunks.__anext__()
+        except StopAsyncIteration:
+            self._done = True
+            raise
+        except BaseException:
+            self._done = True
+            await self._chunks.aclose()
+            raise
+        self._acc.add(chunk)
+        return chunk
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the stream and release its connection (safe to call more than once)."""
+        self._done = True
+        await self._chunks.aclose()
+
+    async def until_done(self) -> ChatCompletion:
+        """Consume what is left and return the assembled completion."""
+        async for _ in self:
+            pass
+        return self.get_final_completion()
+
+    def current_text(self) -> str:
+        """The content received so far."""
+        return self._acc.text()
+
+    def get_final_completion(self) -> ChatCompletion:
+        """The whole answer as one :class:`ChatCompletion`; the stream must have ended."""
+        if not self._done:
+            raise RuntimeError(
+                "the stream has not ended: iterate it to the end or use `await stream.until_done()`"
+            )
+        return self._acc.completion(self._route)
+
+
+class ChatStream:
+    """The synchronous twin of :class:`AsyncChatStream`, driven through the client's portal."""
+
+    __slots__ = ("_inner", "_portal")
+
+    def __init__(self, inner: AsyncChatStream, portal: _Portal) -> None:
+        self._inner = inner
+        self._portal = portal
+
+    @property
+    def route(self) -> RouteInfo:
+        return self._inner.route
+
+    def __iter__(self) -> Iterator[ChatCompletionChunk]:
+        return self
+
+    def __next__(self) -> ChatCompletionChunk:
+        try:
+            return self._portal.call(self._inner.__anext__)
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._portal.call(self._inner.aclose)
+
+    def until_done(self) -> ChatCompletion:
+        return self._portal.call(self._inner.until_done)
+
+    def current_text(self) -> str:
+        return self._inner.current_text()
+
+    def get_final_completion(self) -> ChatCompletion:
+        return self._inner.get_final_completion()
