@@ -173,9 +173,13 @@ def test_request_validation_names_the_parameter() -> None:
     with pytest.raises(InvalidRequestError, match=r"messages\[0\]"):
         build_request({"model": "m", "messages": [{"role": "robot", "content": "x"}]})
     with pytest.raises(InvalidRequestError, match="max_tokens"):
-        build_request({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0})
+        build_request(
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}
+        )
     with pytest.raises(InvalidRequestError, match="temprature"):
-        build_request({"model": "m", "messages": [{"role": "user", "content": "x"}], "temprature": 1})
+        build_request(
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], "temprature": 1}
+        )
 
 
 def test_response_dump_is_openai_shaped_without_route() -> None:
@@ -206,7 +210,11 @@ def test_response_dump_is_openai_shaped_without_route() -> None:
 
 def test_error_tree_and_redaction() -> None:
     err = RateLimitError(
-        "slow down", retry_after=2.0, provider="openai", model="o3-mini", status_code=429,
+        "slow down",
+        retry_after=2.0,
+        provider="openai",
+        model="o3-mini",
+        status_code=429,
         request_id="req_1",
     )
     assert isinstance(err, GenRouterError)

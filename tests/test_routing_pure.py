@@ -100,7 +100,11 @@ def test_rules_first_match_wins() -> None:
         }
     )
     text_req = build_request(
-        {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "metadata": {"tier": "free"}}
+        {
+            "model": "auto",
+            "messages": [{"role": "user", "content": "hi"}],
+            "metadata": {"tier": "free"},
+        }
     )
     rules = [
         Rule.model_validate({"when": {"input_modality": "image"}, "route": "vision"}),
@@ -194,7 +198,9 @@ def test_decide_excludes_with_reasons_and_keeps_fallbacks_last() -> None:
     assert reasons["p/vision"] == "no credentials: set KEY"
     assert reasons["local/l"] == "needs image input; model takes text"
     assert decision.plan == ()
-    text_needs = build_request({"model": "x", "messages": [{"role": "user", "content": "a"}]}).needs()
+    text_needs = build_request(
+        {"model": "x", "messages": [{"role": "user", "content": "a"}]}
+    ).needs()
     capped = RouteConfig(candidates=["p/text"], max_cost_usd=0.0001)
     decision = decide(
         route_name="r",

@@ -1,0 +1,274 @@
+"""How much time genrouter adds to a chat completion, next to a raw HTTP call and the SDK.
+
+Runs the fake server in a separate process (``python -m genrouter.testing serve``) so it does
+not share the client's event loop, then times, one request after another on loopback:
+
+(a) raw httpx2 POST + ``json.loads`` (the floor), and raw httpx2 streaming with ``json.loads``
+    per SSE event (the streaming floor); also raw bytes + genrouter's SSE decoder, to compare
+    ``aiter_lines`` with ``aiter_bytes``;
+(b) ``openai.AsyncOpenAI(...).chat.completions.create`` (``max_retries=0``);
+(c) genrouter's ``OpenAICompatibleProvider`` called directly;
+(d) genrouter's ``AsyncClient`` (skipped with a note if it cannot be imported yet).
+
+Every streamed answer is 35 content chunks. Prints median and p99 per request and the ratio of
+medians to the floor of the same kind. Targets: non-streaming ≤ 1.3×, streaming ≤ 1.5×.
+
+    python bench/overhead.py [-n 300] [--warmup 30] [--chunks 35]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+
+from genrouter.catalog import load_builtin_catalog
+from genrouter.config import ProviderConfig
+from genrouter.providers._sse import SSEDecoder
+from genrouter.providers.base import ProviderCall
+from genrouter.providers.openai_compat import OpenAICompatibleProvider
+from genrouter.request import build_request
+
+MESSAGES = [{"role": "user", "content": "Say something of about thirty-five tokens."}]
+TARGETS = {"request": 1.3, "stream": 1.5}
+
+
+@dataclass
+class Row:
+    """One measured client: its label, kind (``request`` or ``stream``) and timings in ms."""
+
+    label: str
+    kind: str
+    times_ms: list[float]
+    floor: bool = False
+    genrouter: bool = False
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times_ms)
+
+    @property
+    def p99(self) -> float:
+        ordered = sorted(self.times_ms)
+        return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+async def measure(run: Callable[[], Awaitable[None]], n: int, warmup: int) -> list[float]:
+    """Time *run* *n* times after *warmup* untimed runs; milliseconds per run."""
+    for _ in range(warmup):
+        await run()
+    times: list[float] = []
+    for _ in range(n):
+        started = time.perf_counter_ns()
+        await run()
+        times.append((time.perf_counter_ns() - started) / 1e6)
+    return times
+
+
+def start_server(chunks: int) -> tuple[subprocess.Popen[str], str]:
+    """Start the fake server process; return it and its OpenAI base URL."""
+    command = [sys.executable, "-m", "genrouter.testing", "serve", "--port", "0"]
+    process = subprocess.Popen(
+        [*command, "--reply-chunks", str(chunks)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    url = process.stdout.readline().strip()
+    if not url.startswith("http://"):
+        process.kill()
+        raise SystemExit(f"the fake server did not start (printed {url!r})")
+    return process, url
+
+
+async def raw_rows(url: str, n: int, warmup: int) -> list[Row]:
+    """(a) the floor: raw httpx2 and json.loads."""
+    endpoint = url + "/chat/completions"
+    headers = {"Authorization": "Bearer x", "Content-Type": "application/json"}
+    plain = json.dumps({"model": "m", "messages": MESSAGES}).encode()
+    streamed = json.dumps({"model": "m", "messages": MESSAGES, "stream": True}).encode()
+    async with httpx2.AsyncClient() as http:
+
+        async def request() -> None:
+            response = await http.post(endpoint, content=plain, headers=headers)
+            json.loads(response.content)
+
+        async def stream_lines() -> None:
+            async with http.stream("POST", endpoint, content=streamed, headers=headers) as r:
+                async for line in r.aiter_lines():
+                    if line.startswith("data: "):
+                        data = line[6:]
+                        if data == "[DONE]":
+                            break
+                        json.loads(data)
+
+        async def stream_bytes() -> None:
+            decoder = SSEDecoder()
+            async with http.stream("POST", endpoint, content=streamed, headers=headers) as r:
+                async for raw in r.aiter_bytes():
+                    for _event, data in decoder.feed(raw):
+                        if data != b"[DONE]":
+                            json.loads(data)
+
+        return [
+            Row("raw httpx2 POST + json.loads", "request", await measure(request, n, warmup), True),
+            Row(
+                "raw httpx2 stream, aiter_lines + json.loads",
+                "stream",
+                await measure(stream_lines, n, warmup),
+                True,
+            ),
+            Row(
+                "raw httpx2 stream, aiter_bytes + SSEDecoder + json.loads",
+                "stream",
+                await measure(stream_bytes, n, warmup),
+            ),
+        ]
+
+
+async def sdk_rows(url: str, n: int, warmup: int) -> list[Row]:
+    """(b) the official openai SDK with its own object building."""
+    import openai
+
+    async with httpx2.AsyncClient() as http:
+        client = openai.AsyncOpenAI(api_key="x", base_url=url, max_retries=0, http_client=http)
+
+        async def request() -> None:
+            await client.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+
+        async def stream() -> None:
+            response = await client.chat.completions.create(
+                model="m",
+                messages=MESSAGES,  # type: ignore[arg-type]
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            async for _chunk in response:
+                pass
+
+        return [
+            Row("openai SDK create()", "request", await measure(request, n, warmup)),
+            Row("openai SDK create(stream=True)", "stream", await measure(stream, n, warmup)),
+        ]
+
+
+async def provider_rows(url: str, n: int, warmup: int) -> list[Row]:
+    """(c) genrouter's provider directly (request validation included)."""
+    spec = load_builtin_catalog().merged({"fake/m": {"model": "m"}}).get("fake/m")
+    config = ProviderConfig(type="openai_compatible", base_url=url, api_key_env="FAKE_KEY")
+    async with httpx2.AsyncClient() as http:
+        provider = OpenAICompatibleProvider("fake", config, http=http, env={"FAKE_KEY": "x"})
+
+        def call(stream: bool) -> ProviderCall:
+            request = build_request({"model": "fake/m", "messages": MESSAGES, "stream": stream})
+            return ProviderCall(request, spec)
+
+        async def request() -> None:
+            await provider.complete(call(False))
+
+        async def stream() -> None:
+            async for _chunk in provider.stream(call(True)):
+                pass
+
+        return [
+            Row("genrouter provider complete()", "request", await measure(request, n, warmup)),
+            Row("genrouter provider stream()", "stream", await measure(stream, n, warmup)),
+        ]
+
+
+async def client_rows(url: str, n: int, warmup: int) -> list[Row]:
+    """(d) genrouter's client, end to end (routing, hooks, accounting)."""
+    try:
+        from genrouter.client import AsyncClient
+    except ImportError as exc:
+        print(f"note: genrouter.client cannot be imported yet ({exc}); skipping (d)")
+        return []
+    config = {
+        "providers": {
+            "fake": {"type": "openai_compatible", "base_url": url, "api_key_env": "FAKE_KEY"}
+        },
+        "models": {"fake/m": {"model": "m"}},
+    }
+    client: Any = AsyncClient(config=config, env={"FAKE_KEY": "x"})
+    try:
+
+        async def request() -> None:
+            await client.chat.completions.create(model="fake/m", messages=MESSAGES)
+
+        async def stream() -> None:
+            chat = await client.chat.completions.create(
+                model="fake/m", messages=MESSAGES, stream=True
+            )
+            async with chat as chunks:
+                async for _chunk in chunks:
+                    pass
+
+        return [
+            Row("genrouter AsyncClient create()", "request", await measure(request, n, warmup)),
+            Row("genrouter AsyncClient stream", "stream", await measure(stream, n, warmup)),
+        ]
+    finally:
+        await client.aclose()
+
+
+def print_table(rows: list[Row], n: int) -> bool:
+    """Print the results; return whether every genrouter row met its target."""
+    floors = {row.kind: row.median for row in rows if row.floor}
+    print(f"\n{n} requests each after warm-up; ratio = median / floor of the same kind\n")
+    print(f"{'client':<58} {'kind':<8} {'median ms':>10} {'p99 ms':>9} {'ratio':>7}")
+    print("-" * 96)
+    ok = True
+    for row in rows:
+        ratio = row.median / floors[row.kind]
+        verdict = ""
+        if row.genrouter:
+            target = TARGETS[row.kind]
+            verdict = f"  {'ok' if ratio <= target else 'OVER'} (target ≤ {target}×)"
+            ok = ok and ratio <= target
+        print(
+            f"{row.label:<58} {row.kind:<8} {row.median:>10.3f} {row.p99:>9.3f} "
+            f"{ratio:>6.2f}×{verdict}"
+        )
+    return ok
+
+
+async def run(n: int, warmup: int, chunks: int) -> bool:
+    """Start the server, measure every row, print the table."""
+    process, url = start_server(chunks)
+    try:
+        rows = await raw_rows(url, n, warmup)
+        rows += await sdk_rows(url, n, warmup)
+        genrouter_rows = await provider_rows(url, n, warmup)
+        try:
+            genrouter_rows += await client_rows(url, n, warmup)
+        except Exception as exc:  # the client is young; report and keep the other numbers
+            print(f"note: genrouter AsyncClient run failed: {type(exc).__name__}: {exc}")
+        for row in genrouter_rows:
+            row.genrouter = True
+        return print_table(rows + genrouter_rows, n)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def main() -> int:
+    """Command-line entry point; exit status 1 when a genrouter row misses its target."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("-n", type=int, default=300, help="timed requests per row")
+    parser.add_argument("--warmup", type=int, default=30, help="untimed requests first")
+    parser.add_argument("--chunks", type=int, default=35, help="content chunks per answer")
+    args = parser.parse_args()
+    return 0 if asyncio.run(run(args.n, args.warmup, args.chunks)) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

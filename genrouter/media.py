@@ -1,0 +1,225 @@
+"""Images for vision models: local files become ``data:`` URIs, remote URLs pass through.
+
+Vendors accept an image as an http(s) URL or as a base64 ``data:`` URI; they cannot read the
+caller's disk. :func:`resolve_image_source` turns a local path or ``file://`` URL into a data
+URI, sniffing the type from the file's first bytes (an extension can lie) and refusing files
+that are missing, unreadable, of an unknown type or too large, with a :class:`MediaError`
+that names the source. It reads files, so async callers run it in a thread, and only when
+some part is local (:func:`is_local_source`).
+
+:func:`image_dimensions` reads width and height from PNG, JPEG, GIF and WEBP headers without
+Pillow, for token estimates.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import struct
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from genrouter.errors import MediaError
+
+__all__ = [
+    "DEFAULT_MAX_IMAGE_BYTES",
+    "decode_data_uri",
+    "image_dimensions",
+    "is_local_source",
+    "resolve_image_source",
+    "sniff_image_type",
+]
+
+DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
+
+_DATA_URI = re.compile(
+    r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^;,]*)*?),(?P<data>.*)$", re.S
+)
+_REMOTE_SCHEMES = ("http://", "https://")
+
+
+def is_local_source(source: str) -> bool:
+    """Whether *source* names a local file (plain path or ``file://`` URL) rather than a URL."""
+    lowered = source[:8].lower()
+    return not (lowered.startswith(_REMOTE_SCHEMES) or lowered.startswith("data:"))
+
+
+def sniff_image_type(head: bytes) -> str | None:
+    """The MIME type of an image from its first bytes (PNG, JPEG, GIF, WEBP, BMP), or ``None``."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head.startswith(b"BM") and len(head) >= 14:
+        return "image/bmp"
+    return None
+
+
+def decode_data_uri(uri: str) -> tuple[str, bytes]:
+    """Split a ``data:`` URI into ``(mime type, decoded bytes)``.
+
+    Raises :class:`MediaError` when the URI is not a well-formed data URI or its base64 payload
+    does not decode.
+    """
+    match = _DATA_URI.match(uri)
+    if match is None:
+        raise MediaError(f"{_short(uri)} is not a valid data URI", source=_short(uri))
+    mime = match.group("mime") or "text/plain"
+    params = match.group("params") or ""
+    payload = match.group("data")
+    if ";base64" in params.lower():
+        try:
+            return mime, base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise MediaError(
+                f"data URI {_short(uri)} has an invalid base64 payload", source=_short(uri)
+            ) from exc
+    return mime, unquote(payload).encode("utf-8")
+
+
+def resolve_image_source(source: str, *, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> str:
+    """Return *source* in a form a vendor accepts: an http(s) URL or a ``data:`` URI.
+
+    http(s) URLs pass through unchanged. ``data:`` URIs pass through after their shape and
+    decoded size are checked. ``file://`` URLs and local paths (absolute, relative or starting
+    with ``~``) are read and returned as ``data:<mime>;base64,...`` with the type sniffed from
+    the file's content.
+
+    Raises :class:`MediaError` (naming *source*) for a missing or unreadable file, a type that
+    is not PNG, JPEG, GIF, WEBP or BMP, or more than *max_bytes* of image data.
+    """
+    lowered = source[:8].lower()
+    if lowered.startswith(_REMOTE_SCHEMES):
+        return source
+    if lowered.startswith("data:"):
+        mime, data = decode_data_uri(source)
+        if not mime.startswith("image/"):
+            raise MediaError(
+                f"data URI {_short(source)} has type {mime!r}, not an image", source=_short(source)
+            )
+        _check_size(len(data), max_bytes, _short(source))
+        return source
+    path = _local_path(source)
+    data = _read_file(path, source, max_bytes)
+    sniffed = sniff_image_type(data[:32])
+    if sniffed is None:
+        raise MediaError(
+            f"image {source!r} is not a PNG, JPEG, GIF, WEBP or BMP file "
+            f"(first bytes {data[:8]!r})",
+            source=source,
+        )
+    return f"data:{sniffed};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _local_path(source: str) -> Path:
+    if source[:7].lower() == "file://":
+        parts = urlsplit(source)
+        if parts.netloc not in ("", "localhost"):
+            raise MediaError(f"file URL {source!r} names a remote host", source=source)
+        return Path(unquote(parts.path))
+    return Path(source).expanduser()
+
+
+def _read_file(path: Path, source: str, max_bytes: int) -> bytes:
+    try:
+        # Check the size before reading so a huge file is refused without loading it.
+        size = path.stat().st_size
+        if path.is_dir():
+            raise MediaError(f"image {source!r} is a directory, not a file", source=source)
+        _check_size(size, max_bytes, source)
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise MediaError(f"image file {source!r} does not exist", source=source) from exc
+    except PermissionError as exc:
+        raise MediaError(f"image file {source!r} is not readable", source=source) from exc
+    except OSError as exc:
+        raise MediaError(
+            f"image file {source!r} could not be read: {exc.strerror or exc}", source=source
+        ) from exc
+
+
+def _check_size(size: int, max_bytes: int, source: str) -> None:
+    if size > max_bytes:
+        raise MediaError(
+            f"image {source!r} is {size} bytes, over the limit of {max_bytes} bytes",
+            source=source,
+        )
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def image_dimensions(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` read from an image's header, or ``None`` if it cannot be read.
+
+    Handles PNG, JPEG (SOF markers), GIF and WEBP (VP8, VP8L, VP8X) without decoding pixels.
+    """
+    try:
+        if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR":
+            width, height = struct.unpack(">II", data[16:24])
+            return int(width), int(height)
+        if data.startswith((b"GIF87a", b"GIF89a")):
+            width, height = struct.unpack("<HH", data[6:10])
+            return int(width), int(height)
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            return _webp_dimensions(data)
+        if data.startswith(b"\xff\xd8"):
+            return _jpeg_dimensions(data)
+    except struct.error:
+        return None
+    return None
+
+
+def _webp_dimensions(data: bytes) -> tuple[int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8 ":
+        # Lossy: a 3-byte frame tag, the start code 9d 01 2a, then 14-bit width and height.
+        if data[23:26] != b"\x9d\x01\x2a":
+            return None
+        width, height = struct.unpack("<HH", data[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L":
+        # Lossless: signature 0x2f, then 14 bits width-1 and 14 bits height-1.
+        if data[20] != 0x2F:
+            return None
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X":
+        # Extended: 24-bit canvas width-1 and height-1 after 4 bytes of flags.
+        width = int.from_bytes(data[24:27], "little") + 1
+        height = int.from_bytes(data[27:30], "little") + 1
+        return width, height
+    return None
+
+
+# SOF0..SOF15 carry the frame size, except DHT (C4), JPG (C8) and DAC (CC).
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_dimensions(data: bytes) -> tuple[int, int] | None:
+    pos = 2
+    end = len(data)
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if marker in _JPEG_SOF:
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return int(width), int(height)
+        if marker == 0xDA:  # start of scan: no frame header came first
+            return None
+        pos += 2 + length
+    return None

@@ -1,0 +1,86 @@
+"""A small incremental server-sent events decoder that works on bytes.
+
+Streaming providers feed it the response's byte chunks and get back complete events as
+``(event name or None, data bytes)``. Working on bytes skips the text decoding and line
+splitting layers of ``aiter_lines`` (measured faster per event; see ``bench/overhead.py``), and
+the data goes straight to pydantic's ``model_validate_json``, which takes bytes.
+
+Lines end in ``\\n``, ``\\r\\n`` or ``\\r`` (the SSE spec allows all three). Comments (``:``
+lines, used as keep-alives) are skipped. A line whose field is not one of ``data``,
+``event``, ``id`` or ``retry`` means the body is not an event stream at all (an HTML error
+page, a JSON body): :class:`SSEFormatError` says so rather than silently skipping it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SSEDecoder", "SSEFormatError", "ServerSentEvent"]
+
+ServerSentEvent = tuple[str | None, bytes]
+"""One event: its ``event:`` name (``None`` when unnamed) and its data, lines joined by ``\\n``."""
+
+_KNOWN_FIELDS = frozenset({b"event", b"id", b"retry"})
+
+
+class SSEFormatError(ValueError):
+    """The bytes are not a server-sent event stream. ``line`` is the offending line."""
+
+    def __init__(self, line: bytes) -> None:
+        self.line = line
+        shown = line[:120].decode("utf-8", "replace")
+        super().__init__(f"not a server-sent event stream: unexpected line {shown!r}")
+
+
+class SSEDecoder:
+    """Turns byte chunks (split anywhere) into complete server-sent events."""
+
+    __slots__ = ("_buffer", "_data", "_event")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._data: list[bytes] = []
+        self._event: str | None = None
+
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        """Add *chunk*; return the events it completed (possibly none)."""
+        buffer = self._buffer + chunk if self._buffer else chunk
+        held = b""
+        if b"\r" in buffer:
+            # A trailing \r may be the first half of a \r\n split across chunks: hold it back.
+            if buffer.endswith(b"\r"):
+                buffer, held = buffer[:-1], b"\r"
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        *lines, rest = buffer.split(b"\n")
+        self._buffer = rest + held
+        events: list[ServerSentEvent] = []
+        for line in lines:
+            self._line(line, events)
+        return events
+
+    def flush(self) -> list[ServerSentEvent]:
+        """The stream ended: return the last event if the server omitted its blank line."""
+        events: list[ServerSentEvent] = []
+        rest, self._buffer = self._buffer.rstrip(b"\r"), b""
+        if rest:
+            self._line(rest, events)
+        self._line(b"", events)
+        return events
+
+    def _line(self, line: bytes, events: list[ServerSentEvent]) -> None:
+        if not line:
+            if self._data:
+                data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
+                events.append((self._event, data))
+                self._data = []
+            self._event = None
+            return
+        if line[0] == 0x3A:  # ":" starts a comment
+            return
+        name, _, value = line.partition(b":")
+        if value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            self._data.append(value)
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+        elif name not in _KNOWN_FIELDS:
+            raise SSEFormatError(line)

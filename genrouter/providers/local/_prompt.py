@@ -1,0 +1,298 @@
+"""Pure translation of a :class:`ChatRequest` into what a local model needs.
+
+No llama.cpp here: turning messages into turns (folding the system prompt when the model
+wants none), the ``Q:``/``A:`` prompt for base models without a chat template, sampling
+arguments (catalog defaults under the caller's values) and the grammar that structured
+output asks for. The worker renders chat templates and compiles grammars from these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from genrouter.catalog import ModelSpec
+from genrouter.errors import InvalidRequestError, UnsupportedInputError
+from genrouter.messages import (
+    AssistantMessage,
+    DeveloperMessage,
+    SystemMessage,
+    TextPart,
+    ToolMessage,
+    UserMessage,
+    first_validation_error,
+    message_text,
+)
+from genrouter.request import ChatRequest
+
+__all__ = [
+    "NAMED_TEMPLATES",
+    "QA_STOPS",
+    "GrammarSpec",
+    "LocalOptions",
+    "PromptPlan",
+    "Turn",
+    "build_qa_prompt",
+    "build_turns",
+    "caller_stops",
+    "choose_template",
+    "grammar_spec",
+    "parse_local_options",
+    "plan_prompt",
+    "sampling_arguments",
+]
+
+Role = Literal["system", "user", "assistant"]
+
+# Where a base model's answer ends: it goes on to invent the next question, or rambles on
+# after a blank line (FACTS.md: gemma-3-270m answers "Q: …\nA:" prompts).
+QA_STOPS: tuple[str, ...] = ("\nQ:", "\n\n")
+
+# Parameters a local model cannot honour; they are dropped and reported, not refused.
+_DROPPED_PARAMS: tuple[str, ...] = (
+    "logprobs",
+    "top_logprobs",
+    "parallel_tool_calls",
+    "user",
+    "reasoning_effort",
+)
+
+_SAMPLING_DEFAULT_KEYS = frozenset(
+    {"temperature", "top_p", "min_p", "top_k", "repeat_penalty", "presence_penalty",
+     "frequency_penalty"}
+)  # fmt: skip
+
+
+class LocalOptions(BaseModel):
+    """``provider_options["local"]``: llama.cpp sampling knobs OpenAI has no name for."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    top_k: int | None = Field(default=None, ge=0)
+    repeat_penalty: float | None = Field(default=None, gt=0)
+    grammar: str | None = Field(default=None, min_length=1)
+
+
+def parse_local_options(request: ChatRequest) -> LocalOptions:
+    """Validate ``provider_options["local"]``; unknown keys raise :class:`InvalidRequestError`."""
+    raw = request.provider_options.get("local") or {}
+    try:
+        return LocalOptions.model_validate(raw)
+    except ValidationError as exc:
+        loc, msg = first_validation_error(exc, "provider_options.local")
+        raise InvalidRequestError(msg, param=loc) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One message reduced to its role and text."""
+
+    role: Role
+    text: str
+
+
+def _user_text(message: UserMessage) -> str:
+    if isinstance(message.content, str):
+        return message.content
+    for part in message.content:
+        if not isinstance(part, TextPart):
+            raise UnsupportedInputError(
+                f"local models take text only, not {part.type!r} parts", param="messages"
+            )
+    return message_text(message.content)
+
+
+def build_turns(request: ChatRequest, spec: ModelSpec) -> tuple[list[Turn], str | None]:
+    """The conversation as turns, and the text of a trailing partial assistant message.
+
+    ``spec.system_prompt == "fold_into_user"`` (DeepSeek-R1: "avoid adding a system prompt;
+    all instructions should be contained within the user prompt") moves system text to the
+    start of the first user turn. Earlier reasoning is not sent back, as R1's guidance says.
+    """
+    turns: list[Turn] = []
+    system_parts: list[str] = []
+    partial: str | None = None
+    messages = list(request.messages)
+    last = messages[-1] if messages else None
+    if isinstance(last, AssistantMessage) and last.partial:
+        partial = message_text(last.content)
+        messages = messages[:-1]
+    for message in messages:
+        if isinstance(message, SystemMessage | DeveloperMessage):
+            text = message_text(message.content)
+            if spec.system_prompt == "fold_into_user":
+                system_parts.append(text)
+            else:
+                turns.append(Turn("system", text))
+        elif isinstance(message, UserMessage):
+            turns.append(Turn("user", _user_text(message)))
+        elif isinstance(message, AssistantMessage):
+            if message.tool_calls:
+                raise UnsupportedInputError("local models here do not call tools", param="messages")
+            turns.append(Turn("assistant", message_text(message.content)))
+        elif isinstance(message, ToolMessage):
+            raise UnsupportedInputError("local models here do not call tools", param="messages")
+    if system_parts:
+        folded = "\n\n".join(p for p in system_parts if p)
+        for i, turn in enumerate(turns):
+            if turn.role == "user":
+                turns[i] = Turn("user", f"{folded}\n\n{turn.text}" if folded else turn.text)
+                break
+        else:
+            turns.insert(0, Turn("user", folded))
+    return turns, partial
+
+
+def build_qa_prompt(turns: list[Turn], partial: str | None = None) -> str:
+    """A ``Q: …`` / ``A: …`` prompt for a base model that has no chat template.
+
+    System text opens the prompt as a plain preamble; the prompt ends with ``A:`` (plus any
+    partial answer to continue) so that the model's next words are the answer.
+    """
+    lines: list[str] = []
+    for turn in turns:
+        if turn.role == "system":
+            lines.append(f"{turn.text}\n")
+        elif turn.role == "user":
+            lines.append(f"Q: {turn.text}\n")
+        else:
+            lines.append(f"A: {turn.text}\n")
+    lines.append(f"A: {partial}" if partial else "A:")
+    return "".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class GrammarSpec:
+    """The output constraint: a GBNF grammar, a JSON schema, or any JSON object."""
+
+    kind: Literal["gbnf", "json_schema", "json_object"]
+    source: str | None = None  # GBNF text, or the schema as JSON text
+
+
+def grammar_spec(request: ChatRequest, options: LocalOptions) -> GrammarSpec | None:
+    """Translate ``response_format`` (or the ``grammar`` option) into a grammar to compile."""
+    import json
+
+    fmt = request.response_format
+    kind = (fmt or {}).get("type")
+    if options.grammar is not None:
+        if kind not in (None, "text"):
+            raise InvalidRequestError(
+                "give either response_format or provider_options.local.grammar, not both",
+                param="response_format",
+            )
+        return GrammarSpec("gbnf", options.grammar)
+    if fmt is None or kind == "text":
+        return None
+    if kind == "json_object":
+        # llama-cpp-python's own extension: {"type": "json_object", "schema": {...}}.
+        schema = fmt.get("schema")
+        if isinstance(schema, Mapping):
+            return GrammarSpec("json_schema", json.dumps(schema))
+        return GrammarSpec("json_object")
+    if kind == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, Mapping):
+            raise InvalidRequestError(
+                "json_schema.schema must be a JSON schema object",
+                param="response_format.json_schema.schema",
+            )
+        return GrammarSpec("json_schema", json.dumps(schema))
+    raise InvalidRequestError(f"unknown response_format type {kind!r}", param="response_format")
+
+
+def sampling_arguments(
+    request: ChatRequest, spec: ModelSpec, options: LocalOptions, dropped: list[str]
+) -> dict[str, Any]:
+    """Keyword arguments for ``Llama.create_completion``: catalog defaults, then the caller's.
+
+    Parameters a local model cannot honour are appended to *dropped*; ones that make no
+    sense here (several choices, tools) raise :class:`UnsupportedInputError`.
+    """
+    if request.n not in (None, 1):
+        raise UnsupportedInputError("local models return one choice (n=1)", param="n")
+    if request.tools:
+        raise UnsupportedInputError("local models here do not call tools", param="tools")
+    args: dict[str, Any] = {
+        k: v for k, v in spec.defaults.items() if k in _SAMPLING_DEFAULT_KEYS and v is not None
+    }
+    for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty", "seed"):
+        value = getattr(request, name)
+        if value is not None:
+            args[name] = value
+    for name in ("min_p", "top_k", "repeat_penalty"):
+        value = getattr(options, name)
+        if value is not None:
+            args[name] = value
+    if request.logit_bias:
+        try:
+            args["logit_bias"] = {int(k): float(v) for k, v in request.logit_bias.items()}
+        except ValueError:
+            raise InvalidRequestError(
+                "logit_bias keys must be token ids", param="logit_bias"
+            ) from None
+    # Without a limit llama-cpp-python stops after 16 tokens; the catalog's limit is the cap.
+    args["max_tokens"] = min(request.output_limit or spec.max_output_tokens, spec.max_output_tokens)
+    dropped.extend(name for name in _DROPPED_PARAMS if getattr(request, name) is not None)
+    return args
+
+
+def caller_stops(request: ChatRequest) -> list[str]:
+    """The caller's stop strings as a list."""
+    stop = request.stop
+    if stop is None:
+        return []
+    return [stop] if isinstance(stop, str) else list(stop)
+
+
+# Chat formats a catalog entry may name when its GGUF carries no template.
+NAMED_TEMPLATES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "chatml": (
+        "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+        "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+        ("<|im_end|>",),
+    ),
+}
+
+
+def choose_template(
+    spec: ModelSpec, gguf_template: str | None
+) -> tuple[str | None, tuple[str, ...]]:
+    """The chat template to render (``None``: use Q/A) and the stops that go with it.
+
+    ``chat_format="qa"`` forces the Q/A prompt; a name from :data:`NAMED_TEMPLATES` uses
+    that format; otherwise the GGUF's own ``tokenizer.chat_template``, if it has one.
+    """
+    if spec.chat_format == "qa":
+        return None, ()
+    if spec.chat_format is not None:
+        named = NAMED_TEMPLATES.get(spec.chat_format)
+        if named is None:
+            raise InvalidRequestError(
+                f"unknown chat_format {spec.chat_format!r} for {spec.id}; "
+                f"use 'qa', {', '.join(map(repr, NAMED_TEMPLATES))} or none (the GGUF's own)",
+                param="model",
+            )
+        return named
+    return gguf_template, ()
+
+
+@dataclass(frozen=True, slots=True)
+class PromptPlan:
+    """The conversation and stop strings; the worker renders it once the model is loaded,
+    with the GGUF's chat template or, without one, as a Q/A prompt."""
+
+    turns: list[Turn]
+    partial: str | None
+    stops: list[str]
+
+
+def plan_prompt(request: ChatRequest, spec: ModelSpec) -> PromptPlan:
+    """Validate and reduce the request's messages; raises on input a local model cannot take."""
+    turns, partial = build_turns(request, spec)
+    return PromptPlan(turns=turns, partial=partial, stops=caller_stops(request))

@@ -1,0 +1,457 @@
+"""The OpenAI wire path: ``POST {base_url}/chat/completions``, JSON or server-sent events.
+
+:class:`OpenAICompatibleProvider` talks to any server that speaks OpenAI's chat completions API
+(vLLM, llama.cpp's server, Ollama, DashScope's compatible mode, OpenAI itself). It sends one
+request on the client's shared ``httpx2.AsyncClient`` and parses the answer itself with
+pydantic (``model_validate_json`` on the bytes), which is what keeps genrouter's overhead near
+a raw HTTP call. It never retries: routing does.
+
+Subclasses adapt it to a vendor by overriding these class attributes and hooks:
+
+``kind``
+    The key looked up in ``request.provider_options`` (``"openai"``, ``"dashscope"``…).
+``default_base_url`` / ``default_key_env``
+    Used when the configuration gives no ``base_url`` / ``api_key_env``.
+``key_required``
+    Whether a call without a key fails with :class:`AuthenticationError` before sending
+    (a local compatible server often needs no key).
+``kept_assistant_fields``
+    Assistant message fields the vendor understands (``{"partial"}`` for DashScope); others
+    of genrouter's own (``partial``, ``reasoning_content``) are dropped before sending.
+``request_headers(key)``
+    Headers for every request: ``Authorization`` plus the configured ``headers``.
+``check_input(call)``
+    Refuse input the model cannot take before anything is sent.
+``prepare_messages(call)`` / ``build_body(call, stream=...)``
+    The messages and the JSON body (pure: no I/O).
+``resolve_media(messages)``
+    Turn local image paths in the prepared messages into data URIs (runs in a thread).
+``map_error(status, body, headers)`` / ``map_stream_error(payload)``
+    An HTTP error response, or an ``{"error": ...}`` event inside a stream, to a typed error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncGenerator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import httpx2
+from pydantic import ValidationError
+from pydantic_core import to_json
+
+from genrouter.errors import (
+    AuthenticationError,
+    ConfigError,
+    ProviderConnectionError,
+    ProviderError,
+    ResponseFormatError,
+    UnsupportedInputError,
+    redact,
+)
+from genrouter.media import is_local_source, resolve_image_source
+from genrouter.providers._errors_http import (
+    CONNECTION_LOST,
+    error_from_payload,
+    error_from_status,
+    error_from_transport,
+)
+from genrouter.providers._sse import SSEDecoder, SSEFormatError
+from genrouter.providers.base import ProviderCall
+from genrouter.request import OPENAI_PARAMS
+from genrouter.types import ChatCompletion, ChatCompletionChunk
+
+if TYPE_CHECKING:
+    from genrouter.config import ProviderConfig
+    from genrouter.providers._openai_sdk import OpenAISDKTransport
+
+__all__ = ["OpenAICompatibleProvider"]
+
+_WIRE_PARAMS = frozenset(OPENAI_PARAMS)
+_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
+_GENROUTER_ASSISTANT_FIELDS = ("partial", "reasoning_content")
+
+
+class OpenAICompatibleProvider:
+    """A provider for any OpenAI-compatible chat completions endpoint.
+
+    ``http`` is the client's shared connection pool: this provider uses it and never closes it.
+    """
+
+    kind: ClassVar[str] = "openai_compatible"
+    default_base_url: ClassVar[str | None] = None
+    default_key_env: ClassVar[str | None] = None
+    key_required: ClassVar[bool] = False
+    kept_assistant_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(
+        self,
+        name: str,
+        config: ProviderConfig,
+        *,
+        http: httpx2.AsyncClient,
+        env: Mapping[str, str],
+    ) -> None:
+        base_url = config.base_url or self.default_base_url
+        if not base_url:
+            raise ConfigError(
+                f"provider {name!r} of type {config.type!r} needs a base_url",
+                location=f"providers.{name}.base_url",
+            )
+        self._name = name
+        self._config = config
+        self._http = http
+        self._env = env
+        self._base_url = base_url.rstrip("/")
+        self._url = self._base_url + "/chat/completions"
+        # Headers depend only on the key; rebuilt when the key in the environment changes.
+        self._headers_key: str | None = None
+        self._headers: dict[str, str] | None = None
+        self._sdk: OpenAISDKTransport | None = None
+
+    # -- identity and credentials -------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The configured provider name."""
+        return self._name
+
+    @property
+    def is_remote(self) -> bool:
+        """Always true: calls cross the network (even to 127.0.0.1, they leave the process)."""
+        return True
+
+    @property
+    def base_url(self) -> str:
+        """The API root, e.g. ``https://api.openai.com/v1``."""
+        return self._base_url
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self._name!r}, base_url={self._base_url!r})"
+
+    def _api_key(self) -> str | None:
+        return self._config.resolve_api_key(self._env, self.default_key_env)
+
+    def has_credentials(self) -> bool:
+        """True when a key resolves from the environment, or when none is required."""
+        return not self.key_required or self._api_key() is not None
+
+    def _require_key(self, call: ProviderCall) -> str | None:
+        key = self._api_key()
+        if key is None and self.key_required:
+            variable = self._config.key_variable(self.default_key_env) or "api_key_env"
+            raise AuthenticationError(
+                f"no API key: set the environment variable {variable}",
+                provider=self._name,
+                model=call.model.model,
+                code="missing_api_key",
+            )
+        return key
+
+    def request_headers(self, key: str | None) -> dict[str, str]:
+        """Headers sent with every request (override to add vendor headers)."""
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        headers.update(self._config.headers)
+        return headers
+
+    def _headers_for(self, key: str | None) -> dict[str, str]:
+        if self._headers is None or key != self._headers_key:
+            self._headers = self.request_headers(key)
+            self._headers_key = key
+        return self._headers
+
+    # -- pure request building ----------------------------------------------------------
+
+    def check_input(self, call: ProviderCall) -> None:
+        """Raise :class:`UnsupportedInputError` for input the model cannot take."""
+        spec = call.model
+        missing = call.request.needs().modalities - spec.input_modalities
+        if missing:
+            kinds = " and ".join(sorted(missing))
+            raise UnsupportedInputError(
+                f"model {spec.id!r} does not accept {kinds} input "
+                f"(it takes {', '.join(sorted(spec.input_modalities))})",
+                param="messages",
+            )
+
+    def prepare_messages(self, call: ProviderCall) -> list[dict[str, Any]]:
+        """The messages as OpenAI JSON, with the model's system role and no genrouter fields."""
+        developer = call.model.system_role == "developer"
+        dropped = [f for f in _GENROUTER_ASSISTANT_FIELDS if f not in self.kept_assistant_fields]
+        messages: list[dict[str, Any]] = []
+        for message in call.request.messages:
+            data = message.model_dump(exclude_none=True)
+            role = data["role"]
+            if role == "system" and developer:
+                data["role"] = "developer"
+            elif role == "developer" and not developer:
+                # Many compatible servers reject "developer"; "system" means the same to them.
+                data["role"] = "system"
+            elif role == "assistant":
+                for field in dropped:
+                    data.pop(field, None)
+            messages.append(data)
+        return messages
+
+    def build_body(self, call: ProviderCall, *, stream: bool) -> dict[str, Any]:
+        """The JSON body for *call*, applying the model's wire rules.
+
+        Parameters the model does not support are dropped (and named in
+        ``call.dropped_params``) rather than sent to fail with a 400.
+        """
+        request = call.request
+        spec = call.model
+        caller = request.wire_params()
+        defaults = {k: v for k, v in spec.defaults.items() if k in _WIRE_PARAMS}
+        params = {**defaults, **caller}
+        limit = request.output_limit
+        if limit is None:
+            limit = defaults.get("max_completion_tokens") or defaults.get("max_tokens")
+        for field in _LIMIT_FIELDS:
+            params.pop(field, None)
+        if limit is not None:
+            params[spec.max_tokens_field] = limit
+        for param in spec.unsupported_params:
+            if param in params:
+                del params[param]
+                if param in caller or (param in _LIMIT_FIELDS and request.output_limit):
+                    call.dropped_params.append(param)
+
+        body: dict[str, Any] = {"model": spec.model, "messages": self.prepare_messages(call)}
+        body.update(params)
+        if stream:
+            body["stream"] = True
+            if spec.streaming_usage:
+                body["stream_options"] = {"include_usage": True}
+        options = request.provider_options.get(self.kind)
+        if options:
+            body.update(options)
+        if request.extra_body:
+            body.update(request.extra_body)
+        return body
+
+    def resolve_media(self, messages: list[dict[str, Any]]) -> None:
+        """Replace local image paths in *messages* (in place) by data URIs. Reads files."""
+        for part in _media_parts(messages):
+            if part.get("type") == "image_url":
+                image = part["image_url"]
+                if is_local_source(image["url"]):
+                    image["url"] = resolve_image_source(image["url"])
+            elif part.get("type") == "video":
+                part["video"] = [
+                    resolve_image_source(frame) if is_local_source(frame) else frame
+                    for frame in part["video"]
+                ]
+
+    # -- error mapping hooks ------------------------------------------------------------
+
+    def _secrets(self) -> tuple[str | None, ...]:
+        return (self._api_key(),)
+
+    def map_error(self, status: int, body: bytes, headers: httpx2.Headers) -> ProviderError:
+        """The typed error for an HTTP error response."""
+        return error_from_status(
+            status, body, headers, provider=self._name, secrets=self._secrets()
+        )
+
+    def map_stream_error(self, payload: dict[str, Any]) -> ProviderError:
+        """The typed error for an ``{"error": {...}}`` event inside a stream."""
+        return error_from_payload(payload, provider=self._name, secrets=self._secrets())
+
+    def _transport_error(self, exc: httpx2.TransportError, call: ProviderCall) -> ProviderError:
+        return error_from_transport(
+            exc, provider=self._name, model=call.model.model, secrets=self._secrets()
+        )
+
+    def _status_error(self, response: httpx2.Response, call: ProviderCall) -> ProviderError:
+        error = self.map_error(response.status_code, response.content, response.headers)
+        return _locate(error, call)
+
+    def _format_error(
+        self, what: str, exc: Exception, call: ProviderCall, data: bytes
+    ) -> ResponseFormatError:
+        detail = exc.errors(include_url=False)[0]["msg"] if isinstance(exc, ValidationError) else ""
+        shown = redact(data[:200].decode("utf-8", "replace"), self._secrets())
+        return ResponseFormatError(
+            f"malformed {what}: {detail or exc} (received {shown!r})",
+            provider=self._name,
+            model=call.model.model,
+        )
+
+    # -- transport ----------------------------------------------------------------------
+
+    def _timeout(self, call: ProviderCall) -> httpx2.Timeout:
+        total = call.timeout if call.timeout is not None else self._config.timeout_s
+        return httpx2.Timeout(total, connect=min(self._config.connect_timeout_s, total))
+
+    async def _prepare(
+        self, call: ProviderCall, *, stream: bool
+    ) -> tuple[dict[str, Any], str | None]:
+        self.check_input(call)
+        key = self._require_key(call)
+        body = self.build_body(call, stream=stream)
+        messages = body.get("messages")
+        if isinstance(messages, list) and _has_local_media(messages):
+            await asyncio.to_thread(self.resolve_media, messages)
+        return body, key
+
+    def _request(self, body: dict[str, Any], key: str | None, call: ProviderCall) -> httpx2.Request:
+        return self._http.build_request(
+            "POST",
+            self._url,
+            content=to_json(body),
+            headers=self._headers_for(key),
+            timeout=self._timeout(call),
+        )
+
+    def _sdk_transport(self, key: str | None) -> OpenAISDKTransport:
+        if self._sdk is None or self._sdk.api_key != key:
+            from genrouter.providers._openai_sdk import OpenAISDKTransport
+
+            self._sdk = OpenAISDKTransport(
+                api_key=key,
+                base_url=self._base_url,
+                http=self._http,
+                headers=self.request_headers(key),
+            )
+        return self._sdk
+
+    async def complete(self, call: ProviderCall) -> ChatCompletion:
+        """Send *call* and return the whole answer."""
+        body, key = await self._prepare(call, stream=False)
+        if self._config.use_sdk:
+            content = await self._sdk_transport(key).complete(self, call, body, self._timeout(call))
+            return self.parse_completion(content, call)
+        try:
+            response = await self._http.send(self._request(body, key, call))
+        except httpx2.TransportError as exc:
+            raise self._transport_error(exc, call) from exc
+        if response.status_code >= 300:
+            raise self._status_error(response, call)
+        return self.parse_completion(response.content, call)
+
+    def parse_completion(self, content: bytes, call: ProviderCall) -> ChatCompletion:
+        """Validate a non-streamed answer; an ``{"error": ...}`` body raises its typed error."""
+        try:
+            return ChatCompletion.model_validate_json(content)
+        except ValidationError as exc:
+            payload = _loads(content)
+            if isinstance(payload, dict) and payload.get("error"):
+                raise _locate(self.map_stream_error(payload), call) from exc
+            raise self._format_error("completion", exc, call, content) from exc
+
+    async def stream(self, call: ProviderCall) -> AsyncGenerator[ChatCompletionChunk, None]:
+        """Send *call* with ``stream: true`` and yield chunks as they arrive.
+
+        The HTTP response is closed when the generator ends, however it ends (finished,
+        ``aclose()`` by a caller that stopped early, cancellation), so the connection goes
+        back to the pool or is dropped, never leaked. A stream that breaks before ``[DONE]``
+        (or a finish reason) raises ``ProviderConnectionError(code="connection_lost")``.
+        """
+        body, key = await self._prepare(call, stream=True)
+        if self._config.use_sdk:
+            async with self._sdk_transport(key).open_stream(
+                self, call, body, self._timeout(call)
+            ) as response:
+                async for chunk in self.iter_chunks(response, call):
+                    yield chunk
+            return
+        try:
+            response = await self._http.send(self._request(body, key, call), stream=True)
+        except httpx2.TransportError as exc:
+            raise self._transport_error(exc, call) from exc
+        try:
+            if response.status_code >= 300:
+                try:
+                    await response.aread()
+                except httpx2.TransportError as exc:
+                    raise self._transport_error(exc, call) from exc
+                raise self._status_error(response, call)
+            async for chunk in self.iter_chunks(response, call):
+                yield chunk
+        finally:
+            await response.aclose()
+
+    async def iter_chunks(
+        self, response: httpx2.Response, call: ProviderCall
+    ) -> AsyncGenerator[ChatCompletionChunk, None]:
+        """Parse an open SSE response into chunks until ``[DONE]``. The caller closes it."""
+        decoder = SSEDecoder()
+        finished = False
+        try:
+            async for raw in response.aiter_bytes():
+                for _event, data in decoder.feed(raw):
+                    if data == b"[DONE]":
+                        return
+                    chunk = self._parse_chunk(data, call)
+                    if not finished:
+                        finished = any(c.finish_reason for c in chunk.choices)
+                    yield chunk
+            for _event, data in decoder.flush():
+                if data == b"[DONE]":
+                    return
+                chunk = self._parse_chunk(data, call)
+                finished = finished or any(c.finish_reason for c in chunk.choices)
+                yield chunk
+        except httpx2.TransportError as exc:
+            raise self._transport_error(exc, call) from exc
+        except SSEFormatError as exc:
+            raise self._format_error("event stream", exc, call, exc.line) from exc
+        if not finished:
+            # The body ended cleanly but the answer did not: the server went away mid-answer.
+            raise ProviderConnectionError(
+                "the stream ended before the answer finished (no [DONE] and no finish_reason)",
+                provider=self._name,
+                model=call.model.model,
+                code=CONNECTION_LOST,
+            )
+
+    def _parse_chunk(self, data: bytes, call: ProviderCall) -> ChatCompletionChunk:
+        # A literal "error" token is rare in chunks, so this check costs one bytes search.
+        if b'"error"' in data:
+            payload = _loads(data)
+            if isinstance(payload, dict) and payload.get("error"):
+                raise _locate(self.map_stream_error(payload), call)
+        try:
+            return ChatCompletionChunk.model_validate_json(data)
+        except ValidationError as exc:
+            raise self._format_error("stream chunk", exc, call, data) from exc
+
+    async def aclose(self) -> None:
+        """Forget the SDK client, if any. The shared HTTP client belongs to the caller."""
+        self._sdk = None
+
+
+def _locate(error: ProviderError, call: ProviderCall) -> ProviderError:
+    if error.model is None:
+        error.model = call.model.model
+    return error
+
+
+def _loads(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _media_parts(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    for message in messages:
+        content = message.get("content")
+        if message.get("role") == "user" and isinstance(content, list):
+            parts.extend(p for p in content if p.get("type") in ("image_url", "video"))
+    return parts
+
+
+def _has_local_media(messages: list[dict[str, Any]]) -> bool:
+    for part in _media_parts(messages):
+        if part.get("type") == "image_url":
+            if is_local_source(part["image_url"]["url"]):
+                return True
+        elif any(is_local_source(frame) for frame in part["video"]):
+            return True
+    return False
