@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
@@ -40,6 +42,10 @@ from genrouter.request import build_request
 
 MESSAGES = [{"role": "user", "content": "Say something of about thirty-five tokens."}]
 TARGETS = {"request": 1.3, "stream": 1.5}
+SETTLE_S = 0.001
+
+
+Runner = Callable[[], Awaitable[None]]
 
 
 @dataclass
@@ -48,9 +54,10 @@ class Row:
 
     label: str
     kind: str
-    times_ms: list[float]
+    run: Runner
     floor: bool = False
     genrouter: bool = False
+    times_ms: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float:
@@ -62,16 +69,30 @@ class Row:
         return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
-async def measure(run: Callable[[], Awaitable[None]], n: int, warmup: int) -> list[float]:
-    """Time *run* *n* times after *warmup* untimed runs; milliseconds per run."""
-    for _ in range(warmup):
-        await run()
-    times: list[float] = []
+async def measure(rows: list[Row], n: int, warmup: int) -> None:
+    """Time every row *n* times after *warmup* untimed runs, taking turns.
+
+    Rows take turns request by request, so drift (CPU frequency, the server warming up, other
+    processes' scheduling) spreads over all rows instead of favouring some.
+    """
+    for row in rows:
+        for _ in range(warmup):
+            await row.run()
     for _ in range(n):
-        started = time.perf_counter_ns()
-        await run()
-        times.append((time.perf_counter_ns() - started) / 1e6)
-    return times
+        for row in rows:
+            # Like timeit: no garbage collection inside a timed run, and a short settle between
+            # runs, so one row's leftovers (garbage, a socket the SDK closed and the server is
+            # still tearing down) are not billed to the next row.
+            gc.collect(1)
+            await asyncio.sleep(SETTLE_S)
+            gc.disable()
+            started = time.perf_counter_ns()
+            try:
+                await row.run()
+            finally:
+                elapsed = time.perf_counter_ns() - started
+                gc.enable()
+            row.times_ms.append(elapsed / 1e6)
 
 
 def start_server(chunks: int) -> tuple[subprocess.Popen[str], str]:
@@ -88,102 +109,92 @@ def start_server(chunks: int) -> tuple[subprocess.Popen[str], str]:
     return process, url
 
 
-async def raw_rows(url: str, n: int, warmup: int) -> list[Row]:
+async def raw_rows(url: str, stack: AsyncExitStack) -> list[Row]:
     """(a) the floor: raw httpx2 and json.loads."""
     endpoint = url + "/chat/completions"
     headers = {"Authorization": "Bearer x", "Content-Type": "application/json"}
     plain = json.dumps({"model": "m", "messages": MESSAGES}).encode()
     streamed = json.dumps({"model": "m", "messages": MESSAGES, "stream": True}).encode()
-    async with httpx2.AsyncClient() as http:
+    http = await stack.enter_async_context(httpx2.AsyncClient())
 
-        async def request() -> None:
-            response = await http.post(endpoint, content=plain, headers=headers)
-            json.loads(response.content)
+    async def request() -> None:
+        response = await http.post(endpoint, content=plain, headers=headers)
+        json.loads(response.content)
 
-        async def stream_lines() -> None:
-            async with http.stream("POST", endpoint, content=streamed, headers=headers) as r:
-                async for line in r.aiter_lines():
-                    if line.startswith("data: "):
-                        data = line[6:]
-                        if data == "[DONE]":
-                            break
+    async def stream_lines() -> None:
+        async with http.stream("POST", endpoint, content=streamed, headers=headers) as r:
+            async for line in r.aiter_lines():
+                if line.startswith("data: "):
+                    data = line[6:]
+                    # Read on to the end of the body (no break) so the connection is reused.
+                    if data != "[DONE]":
                         json.loads(data)
 
-        async def stream_bytes() -> None:
-            decoder = SSEDecoder()
-            async with http.stream("POST", endpoint, content=streamed, headers=headers) as r:
-                async for raw in r.aiter_bytes():
-                    for _event, data in decoder.feed(raw):
-                        if data != b"[DONE]":
-                            json.loads(data)
+    async def stream_bytes() -> None:
+        decoder = SSEDecoder()
+        async with http.stream("POST", endpoint, content=streamed, headers=headers) as r:
+            async for raw in r.aiter_bytes():
+                for _event, data in decoder.feed(raw):
+                    if data != b"[DONE]":
+                        json.loads(data)
 
-        return [
-            Row("raw httpx2 POST + json.loads", "request", await measure(request, n, warmup), True),
-            Row(
-                "raw httpx2 stream, aiter_lines + json.loads",
-                "stream",
-                await measure(stream_lines, n, warmup),
-                True,
-            ),
-            Row(
-                "raw httpx2 stream, aiter_bytes + SSEDecoder + json.loads",
-                "stream",
-                await measure(stream_bytes, n, warmup),
-            ),
-        ]
+    return [
+        Row("raw httpx2 POST + json.loads", "request", request, floor=True),
+        Row("raw httpx2 stream, aiter_lines + json.loads", "stream", stream_lines, floor=True),
+        Row("raw httpx2 stream, aiter_bytes + SSEDecoder + json.loads", "stream", stream_bytes),
+    ]
 
 
-async def sdk_rows(url: str, n: int, warmup: int) -> list[Row]:
+async def sdk_rows(url: str, stack: AsyncExitStack) -> list[Row]:
     """(b) the official openai SDK with its own object building."""
     import openai
 
-    async with httpx2.AsyncClient() as http:
-        client = openai.AsyncOpenAI(api_key="x", base_url=url, max_retries=0, http_client=http)
+    http = await stack.enter_async_context(httpx2.AsyncClient())
+    client = openai.AsyncOpenAI(api_key="x", base_url=url, max_retries=0, http_client=http)
+    messages: Any = MESSAGES
 
-        async def request() -> None:
-            await client.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+    async def request() -> None:
+        await client.chat.completions.create(model="m", messages=messages)
 
-        async def stream() -> None:
-            response = await client.chat.completions.create(
-                model="m",
-                messages=MESSAGES,  # type: ignore[arg-type]
-                stream=True,
-                stream_options={"include_usage": True},
-            )
+    async def stream() -> None:
+        response = await client.chat.completions.create(
+            model="m", messages=messages, stream=True, stream_options={"include_usage": True}
+        )
+        async with response:  # closes the stream here, not later from a finalizer
             async for _chunk in response:
                 pass
 
-        return [
-            Row("openai SDK create()", "request", await measure(request, n, warmup)),
-            Row("openai SDK create(stream=True)", "stream", await measure(stream, n, warmup)),
-        ]
+    return [
+        Row("openai SDK create()", "request", request),
+        Row("openai SDK create(stream=True)", "stream", stream),
+    ]
 
 
-async def provider_rows(url: str, n: int, warmup: int) -> list[Row]:
+async def provider_rows(url: str, stack: AsyncExitStack) -> list[Row]:
     """(c) genrouter's provider directly (request validation included)."""
     spec = load_builtin_catalog().merged({"fake/m": {"model": "m"}}).get("fake/m")
     config = ProviderConfig(type="openai_compatible", base_url=url, api_key_env="FAKE_KEY")
-    async with httpx2.AsyncClient() as http:
-        provider = OpenAICompatibleProvider("fake", config, http=http, env={"FAKE_KEY": "x"})
+    http = await stack.enter_async_context(httpx2.AsyncClient())
+    provider = OpenAICompatibleProvider("fake", config, http=http, env={"FAKE_KEY": "x"})
 
-        def call(stream: bool) -> ProviderCall:
-            request = build_request({"model": "fake/m", "messages": MESSAGES, "stream": stream})
-            return ProviderCall(request, spec)
+    def call(stream: bool) -> ProviderCall:
+        request = build_request({"model": "fake/m", "messages": MESSAGES, "stream": stream})
+        return ProviderCall(request, spec)
 
-        async def request() -> None:
-            await provider.complete(call(False))
+    async def request() -> None:
+        await provider.complete(call(False))
 
-        async def stream() -> None:
-            async for _chunk in provider.stream(call(True)):
-                pass
+    async def stream() -> None:
+        async for _chunk in provider.stream(call(True)):
+            pass
 
-        return [
-            Row("genrouter provider complete()", "request", await measure(request, n, warmup)),
-            Row("genrouter provider stream()", "stream", await measure(stream, n, warmup)),
-        ]
+    return [
+        Row("genrouter provider complete()", "request", request, genrouter=True),
+        Row("genrouter provider stream()", "stream", stream, genrouter=True),
+    ]
 
 
-async def client_rows(url: str, n: int, warmup: int) -> list[Row]:
+async def client_rows(url: str, stack: AsyncExitStack) -> list[Row]:
     """(d) genrouter's client, end to end (routing, hooks, accounting)."""
     try:
         from genrouter.client import AsyncClient
@@ -197,25 +208,24 @@ async def client_rows(url: str, n: int, warmup: int) -> list[Row]:
         "models": {"fake/m": {"model": "m"}},
     }
     client: Any = AsyncClient(config=config, env={"FAKE_KEY": "x"})
-    try:
+    stack.push_async_callback(client.aclose)
 
-        async def request() -> None:
-            await client.chat.completions.create(model="fake/m", messages=MESSAGES)
+    async def request() -> None:
+        await client.chat.completions.create(model="fake/m", messages=MESSAGES)
 
-        async def stream() -> None:
-            chat = await client.chat.completions.create(
-                model="fake/m", messages=MESSAGES, stream=True
-            )
-            async with chat as chunks:
-                async for _chunk in chunks:
-                    pass
+    async def stream() -> None:
+        chat = await client.chat.completions.create(model="fake/m", messages=MESSAGES, stream=True)
+        async with chat as chunks:
+            async for _chunk in chunks:
+                pass
 
-        return [
-            Row("genrouter AsyncClient create()", "request", await measure(request, n, warmup)),
-            Row("genrouter AsyncClient stream", "stream", await measure(stream, n, warmup)),
-        ]
-    finally:
-        await client.aclose()
+    rows = [
+        Row("genrouter AsyncClient create()", "request", request, genrouter=True),
+        Row("genrouter AsyncClient stream", "stream", stream, genrouter=True),
+    ]
+    for row in rows:  # fail here, once, rather than in the middle of the timed loop
+        await row.run()
+    return rows
 
 
 def print_table(rows: list[Row], n: int) -> bool:
@@ -243,16 +253,18 @@ async def run(n: int, warmup: int, chunks: int) -> bool:
     """Start the server, measure every row, print the table."""
     process, url = start_server(chunks)
     try:
-        rows = await raw_rows(url, n, warmup)
-        rows += await sdk_rows(url, n, warmup)
-        genrouter_rows = await provider_rows(url, n, warmup)
-        try:
-            genrouter_rows += await client_rows(url, n, warmup)
-        except Exception as exc:  # the client is young; report and keep the other numbers
-            print(f"note: genrouter AsyncClient run failed: {type(exc).__name__}: {exc}")
-        for row in genrouter_rows:
-            row.genrouter = True
-        return print_table(rows + genrouter_rows, n)
+        async with AsyncExitStack() as stack:
+            rows = await raw_rows(url, stack)
+            rows += await sdk_rows(url, stack)
+            rows += await provider_rows(url, stack)
+            try:
+                rows += await client_rows(url, stack)
+            except Exception as exc:  # the client is young; report it, keep the other numbers
+                print(
+                    f"note: genrouter AsyncClient failed, skipping (d): {type(exc).__name__}: {exc}"
+                )
+            await measure(rows, n, warmup)
+        return print_table(rows, n)
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -110,7 +110,11 @@ class Client:
 
     def route(self, *, model: str = "auto", messages: MessageInput, **params: Any) -> RouteDecision:
         """Dry run: the routing decision for this request, without calling any model."""
-        return self._async.route(model=model, messages=messages, **params)
+
+        async def dry_run() -> RouteDecision:
+            return self._async.route(model=model, messages=messages, **params)
+
+        return self._portal.call(dry_run)
 
     def models(self) -> list[ModelStatus]:
         """Every catalog model and whether it is usable here."""

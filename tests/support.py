@@ -76,7 +76,9 @@ class ScriptedProvider:
             id=f"chatcmpl-{next(self._ids)}",
             created=0,
             model=call.model.model,
-            choices=[Choice(message=ChatCompletionMessage(content=step.text), finish_reason="stop")],
+            choices=[
+                Choice(message=ChatCompletionMessage(content=step.text), finish_reason="stop")
+            ],
             usage=self._usage(step),
         )
 

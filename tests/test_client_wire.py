@@ -184,7 +184,10 @@ async def test_image_goes_to_qwen_vl_while_text_goes_to_the_cheapest_text_model(
                 "candidates": ["openai/o3-mini", "dashscope/qwen-max", "openai/gpt-4o"],
                 "objective": "cost",
             },
-            "vision": {"candidates": ["dashscope/qwen-vl-max", "openai/gpt-4o"], "objective": "cost"},
+            "vision": {
+                "candidates": ["dashscope/qwen-vl-max", "openai/gpt-4o"],
+                "objective": "cost",
+            },
         },
         "rules": [{"when": {"input_modality": "image"}, "route": "vision"}],
     }
@@ -217,9 +220,12 @@ def _closed_port() -> int:
 def test_sync_client_over_the_wire(server: FakeLLMServer) -> None:
     server.enqueue(Reply.text("sync hello"), Reply(chunks=["a", "b"]), model="o3-mini")
     with Client(wire_config(server), env=KEYS) as client:
-        assert client.chat.completions.create(
-            model="default", messages=HELLO
-        ).choices[0].message.content == "sync hello"
+        assert (
+            client.chat.completions.create(model="default", messages=HELLO)
+            .choices[0]
+            .message.content
+            == "sync hello"
+        )
         with client.chat.completions.create(model="default", messages=HELLO, stream=True) as s:
             assert "".join(c.choices[0].delta.content or "" for c in s if c.choices) == "ab"
 

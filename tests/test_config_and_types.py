@@ -120,7 +120,7 @@ def test_bad_toml_file_fails_at_load_not_at_request(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"routes\.default\.max_cost_usd: .*number"):
         AsyncClient(path, env={})
     path.write_text("[routes.default\n")
-    with pytest.raises(ConfigError, match="genrouter.toml"):
+    with pytest.raises(ConfigError, match=r"genrouter\.toml"):
         load_config(path)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.toml")

@@ -398,3 +398,30 @@ def test_sync_client_complete_and_stream() -> None:
             text = "".join(c.choices[0].delta.content or "" for c in s if c.choices)
         assert text == "sync"
         assert s.get_final_completion().usage is not None
+
+
+async def test_resume_with_no_candidate_left_still_reports_the_partial_text() -> None:
+    client, providers = make_client(make_config(retry={"attempts": 1}))
+    cut = ServerError("reset", status_code=502)
+    providers["alpha"].script("a1", Step(pieces=["half ", "answer"], error=cut, fail_after=1))
+    providers["beta"].script("b1", Step(error=AuthenticationError("no", status_code=401)))
+    stream = await client.chat.completions.create(
+        model="default", messages=HELLO, stream=True, resume=True
+    )
+    with pytest.raises(StreamInterruptedError) as caught:
+        async for _ in stream:
+            pass
+    assert caught.value.partial_text == "half "
+    assert isinstance(caught.value.__cause__, AllCandidatesFailedError)
+
+
+async def test_stopping_a_stream_early_is_recorded_as_cancelled() -> None:
+    client, providers = make_client()
+    providers["alpha"].script("a1", Step(pieces=["a", "b", "c"]))
+    stream = await client.chat.completions.create(model="default", messages=HELLO, stream=True)
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            break
+    await stream.aclose()
+    assert outcomes(stream.route) == [("alpha/a1", "cancelled")]
+    assert client.health.circuit("alpha/a1").state(0) == "closed"

@@ -136,7 +136,9 @@ def test_decide_ranks_by_cost_latency_and_balance() -> None:
     needs = build_request({"model": "x", "messages": [{"role": "user", "content": "a"}]}).needs()
 
     def plan(objective: str) -> tuple[str, ...]:
-        route = RouteConfig(candidates=["p/dear", "p/cheap"], objective=objective)  # type: ignore[arg-type]
+        route = RouteConfig.model_validate(
+            {"candidates": ["p/dear", "p/cheap"], "objective": objective}
+        )
         return decide(
             route_name="r", route=route, needs=needs, output_limit=100, candidates=facts
         ).plan

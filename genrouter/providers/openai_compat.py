@@ -33,8 +33,9 @@ Subclasses adapt it to a vendor by overriding these class attributes and hooks:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx2
@@ -71,6 +72,7 @@ __all__ = ["OpenAICompatibleProvider"]
 _WIRE_PARAMS = frozenset(OPENAI_PARAMS)
 _LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
 _GENROUTER_ASSISTANT_FIELDS = ("partial", "reasoning_content")
+_DRAIN_TIMEOUT_S = 0.25
 
 
 class OpenAICompatibleProvider:
@@ -382,14 +384,16 @@ class OpenAICompatibleProvider:
         decoder = SSEDecoder()
         finished = False
         try:
-            async for raw in response.aiter_bytes():
-                for _event, data in decoder.feed(raw):
-                    if data == b"[DONE]":
-                        return
-                    chunk = self._parse_chunk(data, call)
-                    if not finished:
-                        finished = any(c.finish_reason for c in chunk.choices)
-                    yield chunk
+            async with contextlib.aclosing(response.aiter_bytes()) as byte_stream:
+                async for raw in byte_stream:
+                    for _event, data in decoder.feed(raw):
+                        if data == b"[DONE]":
+                            await _drain(byte_stream)
+                            return
+                        chunk = self._parse_chunk(data, call)
+                        if not finished:
+                            finished = any(c.finish_reason for c in chunk.choices)
+                        yield chunk
             for _event, data in decoder.flush():
                 if data == b"[DONE]":
                     return
@@ -423,6 +427,17 @@ class OpenAICompatibleProvider:
     async def aclose(self) -> None:
         """Forget the SDK client, if any. The shared HTTP client belongs to the caller."""
         self._sdk = None
+
+
+async def _drain(byte_stream: AsyncIterator[bytes]) -> None:
+    # The end of the chunked body usually follows [DONE] by microseconds. Reading it lets the
+    # connection go back to the pool; closing before it would discard the connection and make
+    # the next request pay for a new one (measured: +0.8 ms on loopback). A server that keeps
+    # the body open after [DONE] only costs this short wait, then the connection is dropped.
+    with contextlib.suppress(httpx2.TransportError, TimeoutError):
+        async with asyncio.timeout(_DRAIN_TIMEOUT_S):
+            async for _rest in byte_stream:
+                pass
 
 
 def _locate(error: ProviderError, call: ProviderCall) -> ProviderError:

@@ -451,9 +451,8 @@ class Execution:
                 ) from error
             finally:
                 await opened.chunks.aclose()  # type: ignore[attr-defined]
-                if not finished and reservation is not None and not reservation.settled:
-                    self._release(reservation)
-                    self.env.health.circuit(spec.id).release()
+                if not finished and not self._failed_last(spec):
+                    self._stopped_early(spec, started, opened.ttft_ms, reservation)
             usage = delivered.usage[-1] if len(delivered.usage) > usage_before else None
             self._note_success(spec, provider)
             generation_s = max(self._elapsed_ms(started) - opened.ttft_ms, 0.0) / 1000.0
@@ -464,4 +463,39 @@ class Execution:
             await self._record(spec, "ok", started, ttft_ms=opened.ttft_ms)
             await self._succeeded(spec, usage)
             return
-        raise self._all_failed()
+        failure = self._all_failed()
+        if delivered.text or delivered.reasoning:
+            # Text already reached the caller: say exactly what, never just "all failed".
+            raise StreamInterruptedError(
+                "stream broke and no candidate could resume it",
+                partial_text="".join(delivered.text),
+                partial_reasoning="".join(delivered.reasoning),
+                route=self.info,
+            ) from failure
+        raise failure
+
+    def _failed_last(self, spec: ModelSpec) -> bool:
+        last = self.info.attempts[-1] if self.info.attempts else None
+        return last is not None and last.model == spec.id and last.outcome == "interrupted"
+
+    def _stopped_early(
+        self,
+        spec: ModelSpec,
+        started: float,
+        ttft_ms: float,
+        reservation: Reservation | None,
+    ) -> None:
+        """The caller closed or cancelled the stream: tokens were made, so charge the estimate."""
+        if reservation is not None and self.env.budget is not None:
+            self.env.budget.settle(reservation, None, self.env.clock())
+        self.env.health.circuit(spec.id).release()
+        self.info.attempts.append(
+            Attempt(
+                model=spec.id,
+                provider=spec.provider,
+                outcome="cancelled",
+                latency_ms=self._elapsed_ms(started),
+                ttft_ms=ttft_ms,
+            )
+        )
+        self.info.model, self.info.provider = spec.id, spec.provider

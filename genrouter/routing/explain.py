@@ -32,8 +32,7 @@ def render_decision(decision: RouteDecision) -> str:
     """The decision as a header line plus one table row per candidate."""
     via = f" (rule {decision.rule})" if decision.rule else ""
     head = (
-        f"route {decision.route!r}{via}, objective {decision.objective}; "
-        f"prompt ~{decision.prompt_tokens} tokens ({decision.prompt_tokens_method}), "
+        f"route {decision.route!r}{via}, objective {decision.objective}, "
         f"expecting ~{decision.expected_output_tokens} output tokens"
     )
     rows = []
@@ -45,13 +44,16 @@ def render_decision(decision: RouteDecision) -> str:
             [
                 str(rank) if cand.eligible else "-",
                 cand.model + (" (fallback)" if cand.fallback else ""),
+                "?" if cand.prompt_tokens is None else str(cand.prompt_tokens),
                 _money(cand.estimated_cost_usd),
                 "?" if cand.estimated_latency_ms is None else f"{cand.estimated_latency_ms:.0f} ms",
                 "" if cand.score is None else f"{cand.score:.6g}",
                 "ok" if cand.eligible else f"excluded: {cand.excluded_because}",
             ]
         )
-    table = render_table(["#", "model", "est. cost", "est. latency", "score", "status"], rows)
+    table = render_table(
+        ["#", "model", "prompt tok", "est. cost", "est. latency", "score", "status"], rows
+    )
     plan = " -> ".join(decision.plan) if decision.plan else "(no eligible candidate)"
     return f"{head}\n{table}\nplan: {plan}"
 

@@ -182,6 +182,9 @@ class Planner:
         """Resolve and decide. *locality* says, per model, ``(is_remote, off_machine)``."""
         route_name, route, specs, rule = self.resolve(request)
         counter = self._tokens()
+        needs = request.needs()
+        # Text counts depend only on the tokenizer; image tokens follow each model's own rule.
+        per_model = needs.modalities != {"text"}
         counts: dict[str | None, tuple[int, str]] = {}
         now = self._clock()
         facts = []
@@ -194,10 +197,11 @@ class Planner:
             if spec.id in seen:
                 continue
             seen.add(spec.id)
-            if spec.tokenizer not in counts:
+            key = spec.id if per_model else spec.tokenizer
+            if key not in counts:
                 count = counter.count_prompt(request, spec)
-                counts[spec.tokenizer] = (count.tokens, count.method)
-            tokens, method = counts[spec.tokenizer]
+                counts[key] = (count.tokens, count.method)
+            tokens, method = counts[key]
             remote, off_machine = locality(spec)
             facts.append(
                 CandidateFacts(
@@ -213,7 +217,7 @@ class Planner:
         decision = decide(
             route_name=route_name,
             route=route,
-            needs=request.needs(),
+            needs=needs,
             output_limit=request.output_limit,
             candidates=facts,
             rule=rule,

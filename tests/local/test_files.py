@@ -39,7 +39,7 @@ async def test_missing_file_names_the_path(tmp_path: Path) -> None:
     error = await _complete_error(_provider(), tmp_path / "nope.gguf")
     assert "nope.gguf" in str(error)
     assert error.path == str(tmp_path / "nope.gguf")
-    assert error.model == "local/tiny"
+    assert error.model == "tiny"
 
 
 async def test_directory_is_refused(tmp_path: Path) -> None:
@@ -112,9 +112,8 @@ def test_memory_check_rules() -> None:
     with pytest.raises(InsufficientMemoryError):
         check_memory(files, 4 * 1024**3, n_gpu_layers=0)
     # Enough memory, unknown memory, or layers on a GPU: no objection.
-    assert check_memory(files, 64 * 1024**3, n_gpu_layers=0) is None
-    assert check_memory(files, None, n_gpu_layers=0) is None
-    assert check_memory(files, 1024, n_gpu_layers=-1) is None
+    for available, layers in ((64 * 1024**3, 0), (None, 0), (1024, -1)):
+        check_memory(files, available, n_gpu_layers=layers)  # raises if it objects
 
 
 def test_meminfo_parsing() -> None:

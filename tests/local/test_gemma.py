@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from genrouter.catalog import load_builtin_catalog
@@ -33,3 +35,24 @@ async def test_gemma_answers_complete_and_stream(provider: LocalProvider) -> Non
     assert streamed == answer  # same settings, same answer
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == result.usage.completion_tokens
+
+
+async def test_gemma_json_schema_output_is_valid(provider: LocalProvider) -> None:
+    spec = load_builtin_catalog().get("local/gemma-3-270m")
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string", "maxLength": 20}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+        "additionalProperties": False,
+    }
+    call = make_call(
+        spec,
+        "Give the name and age of a person as JSON.",
+        response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": schema}},
+        temperature=0,
+        max_tokens=100,
+    )
+    result = await provider.complete(call)
+    value = json.loads(result.choices[0].message.content or "")
+    assert set(value) == {"name", "age"}
+    assert isinstance(value["age"], int)

@@ -283,7 +283,7 @@ def _as_provider_error(error: BaseException, spec: ModelSpec) -> BaseException:
         return error
     if isinstance(error, RuntimeError | ValueError | OSError):
         wrapped = LocalModelError(
-            f"llama.cpp failed while generating: {error}", provider="local", model=spec.id
+            f"llama.cpp failed while generating: {error}", provider="local", model=spec.model
         )
         wrapped.__cause__ = error
         return wrapped

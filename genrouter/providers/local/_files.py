@@ -80,14 +80,14 @@ def resolve_model_path(
             raise LocalModelError(
                 f"the model package {spec.package!r} is not installed; pip install {dist}",
                 provider="local",
-                model=spec.id,
+                model=spec.model,
             ) from exc
         assemble = getattr(module, "assemble", None)
         if not callable(assemble):
             raise LocalModelError(
                 f"the model package {spec.package!r} has no assemble() function",
                 provider="local",
-                model=spec.id,
+                model=spec.model,
             )
         try:
             return Path(assemble()).expanduser()
@@ -95,12 +95,12 @@ def resolve_model_path(
             raise ModelFileError(
                 f"the model package {spec.package!r} could not write its GGUF: {exc}",
                 provider="local",
-                model=spec.id,
+                model=spec.model,
             ) from exc
     raise ModelFileError(
         f"no GGUF configured for {spec.id}: set `path` (a .gguf file) in its models entry",
         provider="local",
-        model=spec.id,
+        model=spec.model,
     )
 
 

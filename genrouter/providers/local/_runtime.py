@@ -359,7 +359,7 @@ class LocalModel:
                 from llama_cpp import Llama
             except ImportError as exc:
                 raise LocalModelError(
-                    INSTALL_HINT, provider="local", model=self.spec.id, path=str(files.path)
+                    INSTALL_HINT, provider="local", model=self.spec.model, path=str(files.path)
                 ) from exc
             factory = Llama
         spec = self.spec
@@ -376,7 +376,7 @@ class LocalModel:
                 f"llama.cpp could not load {files.path}: {exc}",
                 path=str(files.path),
                 provider="local",
-                model=spec.id,
+                model=spec.model,
             ) from exc
         template, stops = choose_template(spec, llm.metadata.get("tokenizer.chat_template"))
         return _Loaded(llm=llm, files=files, template=template, template_stops=stops)
@@ -403,10 +403,10 @@ class LocalModel:
         )
         report("checking")
         files = await loop.run_in_executor(
-            self._executor, lambda: check_model_files(path, model=self.spec.id)
+            self._executor, lambda: check_model_files(path, model=self.spec.model)
         )
         available = await loop.run_in_executor(self._executor, self._memory_probe)
-        check_memory(files, available, n_gpu_layers=self.spec.n_gpu_layers, model=self.spec.id)
+        check_memory(files, available, n_gpu_layers=self.spec.n_gpu_layers, model=self.spec.model)
         report("loading", files)
         loaded = await loop.run_in_executor(self._executor, self._construct, files)
         seconds = time.perf_counter() - started
@@ -454,7 +454,7 @@ class LocalModel:
             channel = _Channel(loop, STREAM_WINDOW)
             self._active = channel
             future = loop.run_in_executor(
-                self._executor, _generate, loaded, job, channel, self.spec.id
+                self._executor, _generate, loaded, job, channel, self.spec.model
             )
             try:
                 while True:
