@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import gc
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -72,14 +73,18 @@ class Row:
 async def measure(rows: list[Row], n: int, warmup: int) -> None:
     """Time every row *n* times after *warmup* untimed runs, taking turns.
 
-    Rows take turns request by request, so drift (CPU frequency, the server warming up, other
-    processes' scheduling) spreads over all rows instead of favouring some.
+    Rows take turns request by request, in a new random order each turn, so drift (CPU
+    frequency, other processes' scheduling) and a row's after-effects (the SDK's heavy
+    streams leave the caches cold for whoever comes next) spread over all rows evenly.
     """
     for row in rows:
         for _ in range(warmup):
             await row.run()
+    shuffler = random.Random(0)
+    order = list(rows)
     for _ in range(n):
-        for row in rows:
+        shuffler.shuffle(order)  # no row always follows the same neighbour
+        for row in order:
             # Like timeit: no garbage collection inside a timed run, and a short settle between
             # runs, so one row's leftovers (garbage, a socket the SDK closed and the server is
             # still tearing down) are not billed to the next row.

@@ -425,3 +425,20 @@ async def test_stopping_a_stream_early_is_recorded_as_cancelled() -> None:
     await stream.aclose()
     assert outcomes(stream.route) == [("alpha/a1", "cancelled")]
     assert client.health.circuit("alpha/a1").state(0) == "closed"
+
+
+async def test_without_a_local_model_offline_marks_do_not_block_remote_tries() -> None:
+    clock = ManualClock()
+    client, providers = make_client(make_config(retry={"attempts": 1}), clock=clock)
+    refused = ProviderConnectionError("connection refused", code="connect_failed")
+    providers["alpha"].script("a1", Step(error=refused))
+    # No local candidate: after alpha's connect failure, beta still gets its try.
+    resp = await client.chat.completions.create(model="default", messages=HELLO)
+    assert resp.route is not None and resp.route.model == "beta/b1"
+    providers["beta"].script("b1", Step(error=refused))
+    with pytest.raises(AllCandidatesFailedError):
+        await client.chat.completions.create(model="default", messages=HELLO)
+    # Every remote is marked down and nothing local exists: the next request probes anyway
+    # rather than failing with no attempt.
+    resp = await client.chat.completions.create(model="default", messages=HELLO)
+    assert resp.route is not None and resp.route.model == "alpha/a1"

@@ -171,17 +171,31 @@ class Execution:
         await call_hook(self.env.hooks.on_attempt_end, attempt)
 
     def _skip_reason(self, spec: ModelSpec, provider: Provider) -> str | None:
-        """Why a planned candidate must be skipped now (state changed since the decision)."""
+        """Why a planned candidate must be skipped now (state changed since the decision).
+
+        A connection failure earlier in this request skips the remaining remote candidates
+        only when a local one is still ahead: that is the offline fallback. Without one, the
+        remote candidates are still worth their try.
+        """
         now = self.env.clock()
         if now >= self.deadline:
             return "deadline passed"
-        reach = self.env.health.reachability.down_reason(
-            spec.provider, now, whole_network=self.env.is_off_machine(provider)
-        )
-        if reach is not None and provider.is_remote:
-            return reach
+        if provider.is_remote and self._local_ahead(spec):
+            reach = self.env.health.reachability.down_reason(
+                spec.provider,
+                now,
+                whole_network=self.env.is_off_machine(provider),
+                marked_after=self.started,
+            )
+            if reach is not None:
+                return reach
         blocked = self.env.health.circuit(spec.id).blocked_for(now)
         return None if blocked is None else f"circuit open (retry in {blocked:.1f}s)"
+
+    def _local_ahead(self, spec: ModelSpec) -> bool:
+        plan = self.decision.plan
+        later = plan[plan.index(spec.id) + 1 :] if spec.id in plan else ()
+        return any(not self.env.provider_for(self.specs[m]).is_remote for m in later)
 
     def _note_failure(self, spec: ModelSpec, provider: Provider, error: BaseException) -> None:
         now = self.env.clock()

@@ -124,15 +124,22 @@ class Reachability:
         if whole_network:
             self.network_down_at = None
 
-    def down_reason(self, provider: str, now: float, *, whole_network: bool) -> str | None:
-        """Why calls to *provider* should be skipped now, or ``None``."""
+    def down_reason(
+        self, provider: str, now: float, *, whole_network: bool, marked_after: float | None = None
+    ) -> str | None:
+        """Why calls to *provider* should be skipped now, or ``None``.
+
+        With *marked_after*, only marks made at or after that time count.
+        """
         window = self.config.down_for_s
-        if whole_network and self.network_down_at is not None:
-            age = now - self.network_down_at
+        floor = float("-inf") if marked_after is None else marked_after
+        down = self.network_down_at
+        if whole_network and down is not None and down >= floor:
+            age = now - down
             if age < window:
                 return f"offline: network marked down {age:.1f}s ago (probe in {window - age:.1f}s)"
         since = self.provider_down_at.get(provider)
-        if since is not None and now - since < window:
+        if since is not None and since >= floor and now - since < window:
             age = now - since
             return f"offline: {provider} unreachable {age:.1f}s ago (probe in {window - age:.1f}s)"
         return None

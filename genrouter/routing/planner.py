@@ -8,7 +8,7 @@ health, credentials and budget, and hands plain facts to the pure :func:`decide`
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from genrouter.catalog import Catalog, ModelSpec
@@ -214,16 +214,29 @@ class Planner:
                     observed=self.health.latency.get(spec.id),
                 )
             )
-        decision = decide(
-            route_name=route_name,
-            route=route,
-            needs=needs,
-            output_limit=request.output_limit,
-            candidates=facts,
-            rule=rule,
-            budget_left_usd=None if self.budget is None else self.budget.remaining_usd(now),
-        )
+        budget_left = None if self.budget is None else self.budget.remaining_usd(now)
+
+        def run(candidates: list[CandidateFacts]) -> RouteDecision:
+            return decide(
+                route_name=route_name,
+                route=route,
+                needs=needs,
+                output_limit=request.output_limit,
+                candidates=candidates,
+                rule=rule,
+                budget_left_usd=budget_left,
+            )
+
+        decision = run(facts)
+        if not decision.plan and any(_offline(f) for f in facts):
+            # Offline marks exist to reach a local model sooner. With nothing else to try,
+            # skipping the remote ones would only turn a probe into a certain failure.
+            decision = run([replace(f, blocked=None) if _offline(f) else f for f in facts])
         return Plan(decision, route, {f.spec.id: f.spec for f in facts})
+
+
+def _offline(facts: CandidateFacts) -> bool:
+    return facts.blocked is not None and facts.blocked.startswith("offline")
 
 
 def refuse_empty(decision: RouteDecision, budget: Budget | None, now: float) -> None:
