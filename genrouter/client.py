@@ -89,6 +89,8 @@ class AsyncClient:
         self._tokens: TokenCounter | None = None
         self._clock = clock
         self._closed = False
+        self._localities: dict[str, tuple[bool, bool]] = {}
+        self._off_machine: dict[str, bool] = {}
         health = Health(self._config.circuit_breaker, self._config.offline)
         budget = Budget(self._config.budget) if self._config.budget else None
         self._planner = Planner(
@@ -103,7 +105,7 @@ class AsyncClient:
         )
         self._runtime = RuntimeEnv(
             provider_for=self._provider_for,
-            is_off_machine=_is_off_machine,
+            is_off_machine=self._is_off_machine,
             health=health,
             budget=budget,
             hooks=hooks or AsyncHooks(),
@@ -204,16 +206,28 @@ class AsyncClient:
         return config.resolve_api_key(self._env, DEFAULT_KEY_ENV.get(config.type)) is not None
 
     def _locality(self, spec: ModelSpec) -> tuple[bool, bool]:
+        """``(is_remote, off_machine)`` for a model; fixed per provider, so computed once."""
         if spec.local:
             return False, False
-        config = self._planner.provider_config(spec.provider)
-        if config.type == "local":
-            return False, False
-        if config.type == "custom":
-            provider = self.provider(spec.provider)
-            return provider.is_remote, provider.is_remote and _is_off_machine(provider)
-        host = urlsplit(config.base_url).hostname if config.base_url else None
-        return True, not (host and host.startswith(_LOOPBACK))
+        known = self._localities.get(spec.provider)
+        if known is None:
+            config = self._planner.provider_config(spec.provider)
+            if config.type == "local":
+                known = (False, False)
+            elif config.type == "custom":
+                provider = self.provider(spec.provider)
+                known = (provider.is_remote, provider.is_remote and _off_machine(provider))
+            else:
+                host = urlsplit(config.base_url).hostname if config.base_url else None
+                known = (True, not (host and host.startswith(_LOOPBACK)))
+            self._localities[spec.provider] = known
+        return known
+
+    def _is_off_machine(self, provider: Provider) -> bool:
+        known = self._off_machine.get(provider.name)
+        if known is None:
+            known = self._off_machine[provider.name] = _off_machine(provider)
+        return known
 
     # -- routing ------------------------------------------------------------------------------
 
@@ -340,7 +354,7 @@ class AsyncCompletions:
         return await self._client._complete(call)
 
 
-def _is_off_machine(provider: Provider) -> bool:
+def _off_machine(provider: Provider) -> bool:
     base_url = getattr(provider, "base_url", None)
     if not isinstance(base_url, str):
         return provider.is_remote

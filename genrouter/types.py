@@ -7,6 +7,7 @@ extra ``route`` attribute (a :class:`RouteInfo`) is excluded from dumps.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -129,10 +130,9 @@ class ChunkChoice(_Wire):
 AttemptOutcome = Literal["ok", "error", "interrupted", "cancelled"]
 
 
-class Attempt(BaseModel):
-    """One try at one candidate."""
-
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try at one candidate: which model, how it ended, how long it took."""
 
     model: str
     provider: str
@@ -145,10 +145,13 @@ class Attempt(BaseModel):
     retry_delay_ms: float | None = None
 
 
-class CandidateEvaluation(BaseModel):
-    """What routing thought of one candidate: its estimates, or why it was excluded."""
+@dataclass(frozen=True, slots=True)
+class CandidateEvaluation:
+    """What routing thought of one candidate: its estimates, or why it was excluded.
 
-    model_config = ConfigDict(frozen=True)
+    A plain dataclass (not a pydantic model): a decision builds one per candidate per request,
+    and validating values that routing itself computed would be most of the decision's cost.
+    """
 
     model: str
     provider: str
@@ -164,18 +167,17 @@ class CandidateEvaluation(BaseModel):
         return self.excluded_because is None
 
 
-class RouteDecision(BaseModel):
+@dataclass(frozen=True, slots=True)
+class RouteDecision:
     """The outcome of routing one request, computed without I/O.
 
     ``plan`` lists the models to try in order; ``candidates`` has every candidate considered,
     eligible or not, with the numbers behind its rank.
     """
 
-    model_config = ConfigDict(frozen=True)
-
     route: str
     objective: str
-    rule: str | None = None
+    rule: str | None
     prompt_tokens: int
     prompt_tokens_method: str
     expected_output_tokens: int

@@ -152,9 +152,9 @@ async def test_resume_continues_on_dashscope_as_one_answer(server: FakeLLMServer
 
 
 async def test_first_token_timeout_fails_over_with_no_duplicate(server: FakeLLMServer) -> None:
-    server.enqueue(Reply(chunks=["late"], delay_first_token_s=2.0), model="o3-mini")
+    server.enqueue(Reply(chunks=["late"], delay_first_token_s=5.0), model="o3-mini")
     server.enqueue(Reply(chunks=["on ", "time"]), model="qwen-max")
-    async with AsyncClient(wire_config(server, first_token_timeout_s=0.2), env=KEYS) as client:
+    async with AsyncClient(wire_config(server, first_token_timeout_s=1.0), env=KEYS) as client:
         stream = await client.chat.completions.create(model="default", messages=HELLO, stream=True)
         text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text == "on time"

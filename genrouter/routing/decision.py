@@ -59,6 +59,10 @@ def _estimated_latency_ms(spec: ModelSpec, observed: LatencyStats | None, output
 
 
 def _capability_gap(spec: ModelSpec, needs: Needs) -> str | None:
+    if needs.modalities <= spec.input_modalities and not (
+        needs.tools or needs.json_schema or needs.json_object
+    ):
+        return None  # the common case, without building anything
     missing_media = sorted(needs.modalities - spec.input_modalities)
     if missing_media:
         takes = ", ".join(sorted(spec.input_modalities))
@@ -72,63 +76,97 @@ def _capability_gap(spec: ModelSpec, needs: Needs) -> str | None:
     return None
 
 
+@dataclass(slots=True)
+class _Estimate:
+    """A candidate's numbers while ranking; becomes a CandidateEvaluation at the end."""
+
+    facts: CandidateFacts
+    cost: float | None
+    latency_ms: float
+    reason: str | None
+
+
+def _exclusion(
+    facts: CandidateFacts,
+    needs: Needs,
+    output_limit: int | None,
+    route: RouteConfig,
+    budget_left: float | None,
+    cost: float | None,
+    latency: float,
+) -> str | None:
+    """The first reason *facts* cannot serve the request, or ``None``."""
+    spec = facts.spec
+    reason = _capability_gap(spec, needs)
+    if reason is not None:
+        return reason
+    wanted = output_limit or 1
+    if facts.prompt_tokens + wanted > spec.context_window:
+        return (
+            f"prompt ({facts.prompt_tokens} tokens) + max output ({wanted}) "
+            f"exceeds the context window ({spec.context_window})"
+        )
+    if output_limit is not None and output_limit > spec.max_output_tokens:
+        return f"max output {output_limit} exceeds the model's {spec.max_output_tokens}"
+    if facts.missing_credentials or facts.blocked:
+        return facts.missing_credentials or facts.blocked
+    max_cost = route.max_cost_usd
+    if max_cost is not None and cost is not None and cost > max_cost:
+        return f"estimated ${cost:.6f} exceeds the route's max ${max_cost:g}"
+    max_latency = route.max_latency_ms
+    if max_latency is not None and latency > max_latency:
+        return f"estimated {latency:.0f} ms exceeds the route's max {max_latency:g} ms"
+    if budget_left is not None and (cost or 0.0) > budget_left:
+        return f"over budget: estimated ${cost or 0.0:.6f}, ${max(budget_left, 0.0):.6f} left"
+    return None
+
+
 def _evaluate(
     facts: CandidateFacts,
     needs: Needs,
     output_limit: int | None,
     route: RouteConfig,
     budget_left: float | None,
-) -> CandidateEvaluation:
+) -> _Estimate:
     spec = facts.spec
     output = expected_output_tokens(output_limit, spec, facts.observed)
     cost = spec.estimate_cost(facts.prompt_tokens, output)
     latency = _estimated_latency_ms(spec, facts.observed, output)
-    reason = _capability_gap(spec, needs)
-    if reason is None and facts.prompt_tokens + (output_limit or 1) > spec.context_window:
-        reason = (
-            f"prompt ({facts.prompt_tokens} tokens) + max output ({output_limit or 1}) "
-            f"exceeds the context window ({spec.context_window})"
-        )
-    if reason is None and output_limit is not None and output_limit > spec.max_output_tokens:
-        reason = f"max output {output_limit} exceeds the model's {spec.max_output_tokens}"
-    reason = reason or facts.missing_credentials or facts.blocked
-    max_cost = route.max_cost_usd
-    if reason is None and max_cost is not None and cost is not None and cost > max_cost:
-        reason = f"estimated ${cost:.6f} exceeds the route's max ${max_cost:g}"
-    if reason is None and route.max_latency_ms is not None and latency > route.max_latency_ms:
-        reason = f"estimated {latency:.0f} ms exceeds the route's max {route.max_latency_ms:g} ms"
-    if reason is None and budget_left is not None and (cost or 0.0) > budget_left:
-        reason = f"over budget: estimated ${cost or 0.0:.6f}, ${max(budget_left, 0.0):.6f} left"
-    return CandidateEvaluation(
-        model=spec.id,
-        provider=spec.provider,
-        prompt_tokens=facts.prompt_tokens,
-        estimated_cost_usd=cost,
-        estimated_latency_ms=round(latency, 1),
-        excluded_because=reason,
-        fallback=facts.fallback,
-    )
+    reason = _exclusion(facts, needs, output_limit, route, budget_left, cost, latency)
+    return _Estimate(facts, cost, latency, reason)
 
 
-def _scores(
-    objective: str, route: RouteConfig, evals: Sequence[CandidateEvaluation]
-) -> list[float]:
-    costs = [e.estimated_cost_usd if e.estimated_cost_usd is not None else math.inf for e in evals]
-    latencies = [e.estimated_latency_ms or math.inf for e in evals]
+def _scores(objective: str, route: RouteConfig, estimates: Sequence[_Estimate]) -> list[float]:
+    costs = [e.cost if e.cost is not None else math.inf for e in estimates]
+    latencies = [e.latency_ms for e in estimates]
     if objective == "cost":
         return costs
     if objective == "latency":
         return latencies
     if objective == "balanced":
         top_cost = max((c for c in costs if math.isfinite(c)), default=0.0) or 1.0
-        top_latency = max((t for t in latencies if math.isfinite(t)), default=0.0) or 1.0
+        top_latency = max(latencies, default=0.0) or 1.0
         w_cost = route.weights.get("cost", 0.5)
         w_latency = route.weights.get("latency", 0.5)
         return [
             w_cost * min(c / top_cost, 10.0) + w_latency * min(t / top_latency, 10.0)
             for c, t in zip(costs, latencies, strict=True)
         ]
-    return [float(i) for i in range(len(evals))]  # ordered: the configured order
+    return [float(i) for i in range(len(estimates))]  # ordered: the configured order
+
+
+def _evaluation(estimate: _Estimate, score: float | None) -> CandidateEvaluation:
+    facts = estimate.facts
+    return CandidateEvaluation(
+        model=facts.spec.id,
+        provider=facts.spec.provider,
+        prompt_tokens=facts.prompt_tokens,
+        estimated_cost_usd=estimate.cost,
+        estimated_latency_ms=estimate.latency_ms,
+        score=None if estimate.reason is not None else score,
+        excluded_because=estimate.reason,
+        fallback=facts.fallback,
+    )
 
 
 def decide(
@@ -147,24 +185,14 @@ def decide(
     fallbacks follow in configured order. Excluded candidates stay in the decision with the
     reason, so the explanation is complete.
     """
-    evals = [_evaluate(f, needs, output_limit, route, budget_left_usd) for f in candidates]
-    primary = [e for e in evals if not e.fallback]
-    fallbacks = [e for e in evals if e.fallback]
+    estimates = [_evaluate(f, needs, output_limit, route, budget_left_usd) for f in candidates]
+    primary = [e for e in estimates if not e.facts.fallback]
     scores = _scores(route.objective, route, primary)
     ranked = sorted(range(len(primary)), key=lambda i: (scores[i], i))
-    scored = [
-        primary[i].model_copy(
-            update={
-                "score": (
-                    None
-                    if math.isinf(scores[i]) or not primary[i].eligible
-                    else round(scores[i], 9)
-                )
-            }
-        )
-        for i in ranked
+    ordered = [
+        *(_evaluation(primary[i], None if math.isinf(scores[i]) else scores[i]) for i in ranked),
+        *(_evaluation(e, None) for e in estimates if e.facts.fallback),
     ]
-    ordered = [*scored, *fallbacks]
     first = candidates[0] if candidates else None
     return RouteDecision(
         route=route_name,
@@ -178,5 +206,5 @@ def decide(
             else DEFAULT_EXPECTED_OUTPUT
         ),
         candidates=tuple(ordered),
-        plan=tuple(e.model for e in ordered if e.eligible),
+        plan=tuple(e.model for e in ordered if e.excluded_because is None),
     )

@@ -168,7 +168,8 @@ class Execution:
             retry_delay_ms=None if retry_delay_s is None else round(retry_delay_s * 1000, 3),
         )
         self.info.attempts.append(attempt)
-        await call_hook(self.env.hooks.on_attempt_end, attempt)
+        if self.env.hooks.on_attempt_end is not None:
+            await call_hook(self.env.hooks.on_attempt_end, attempt)
 
     def _skip_reason(self, spec: ModelSpec, provider: Provider) -> str | None:
         """Why a planned candidate must be skipped now (state changed since the decision).
@@ -253,7 +254,8 @@ class Execution:
                 self.info.notes.append(f"skipped {spec.id}: {reason or 'circuit open'}")
                 return None
             call = ProviderCall(request, spec, timeout=max(self.deadline - self.env.clock(), 0.001))
-            await call_hook(self.env.hooks.on_attempt_start, spec.id, number)
+            if self.env.hooks.on_attempt_start is not None:
+                await call_hook(self.env.hooks.on_attempt_start, spec.id, number)
             reservation = self._reserve(spec)
             started = self.env.clock()
             try:
@@ -343,7 +345,8 @@ class Execution:
         if usage is not None:
             self.env.telemetry.usage(self._span, usage.prompt_tokens, usage.completion_tokens)
         self.env.telemetry.finish(self._span, self.info, None)
-        await call_hook(self.env.hooks.on_complete, self.info)
+        if self.env.hooks.on_complete is not None:
+            await call_hook(self.env.hooks.on_complete, self.info)
 
     # -- complete ------------------------------------------------------------------------------
 

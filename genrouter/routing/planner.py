@@ -72,6 +72,7 @@ class Planner:
         self._discover_local = discover_local
         self._provider_configs = config.provider_configs()
         self._adhoc: dict[str, ModelSpec] = {}
+        self._single_routes: dict[str, tuple[RouteConfig, dict[str, ModelSpec]]] = {}
         self._zero_config: tuple[RouteConfig, dict[str, ModelSpec]] | None = None
 
     # -- resolution ---------------------------------------------------------------------------
@@ -151,7 +152,13 @@ class Planner:
                 "an alias, a configured route name, or 'auto'",
                 param="model",
             )
-        return spec.id, RouteConfig(candidates=[spec.id]), {spec.id: spec}, None
+        single = self._single_routes.get(spec.id)
+        if single is None:
+            single = self._single_routes[spec.id] = (
+                RouteConfig(candidates=[spec.id]),
+                {spec.id: spec},
+            )
+        return spec.id, single[0], single[1], None
 
     # -- facts and decision -------------------------------------------------------------------
 
