@@ -142,11 +142,37 @@ Message = Annotated[
 _MESSAGES: TypeAdapter[list[Message]] = TypeAdapter(list[Message])
 
 
+# Tags pydantic puts in error locations for tagged unions (after a list index) and the labels
+# of plain union branches; neither is a field the caller wrote.
+_UNION_TAGS = frozenset(
+    {"system", "developer", "user", "assistant", "tool", "text", "image_url", "video_url", "video"}
+)
+_BRANCH_LABELS = frozenset({"str", "int", "float", "bool", "none"})
+
+
 def first_validation_error(exc: ValidationError, prefix: str) -> tuple[str, str]:
-    """Return ``(location, message)`` of the first error in *exc*, location rooted at *prefix*."""
-    err = exc.errors(include_url=False)[0]
-    loc = prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
-    return loc, err["msg"]
+    """Return ``(location, message)`` of the first error in *exc*, location rooted at *prefix*.
+
+    The location reads as the caller wrote the data: ``messages[1].content``, without the
+    union tags and branch names pydantic adds.
+    """
+    errors = exc.errors(include_url=False)
+    # Within a union every branch reports; the deepest location is the branch the caller meant.
+    first_loc = errors[0]["loc"][:1]
+    err = max((e for e in errors if e["loc"][:1] == first_loc), key=lambda e: len(e["loc"]))
+    parts: list[str] = []
+    previous: object = None
+    for item in err["loc"]:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif not (
+            (isinstance(previous, int) and item in _UNION_TAGS)
+            or item in _BRANCH_LABELS
+            or "[" in item
+        ):
+            parts.append(f".{item}")
+        previous = item
+    return prefix + "".join(parts), err["msg"]
 
 
 def parse_messages(messages: Iterable[Mapping[str, Any] | BaseModel]) -> list[Message]:

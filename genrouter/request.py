@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -16,7 +18,6 @@ from genrouter.messages import (
     VideoFramesPart,
     VideoPart,
     first_validation_error,
-    parse_messages,
 )
 
 __all__ = ["OPENAI_PARAMS", "ChatRequest", "Needs", "build_request"]
@@ -44,10 +45,9 @@ OPENAI_PARAMS: tuple[str, ...] = (
 )
 
 
-class Needs(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Needs:
     """What a request requires of a model; routing filters candidates by it."""
-
-    model_config = ConfigDict(frozen=True)
 
     modalities: frozenset[str] = frozenset({"text"})
     tools: bool = False
@@ -112,6 +112,12 @@ class ChatRequest(BaseModel):
 
     def needs(self) -> Needs:
         """What this request requires of a model (input modalities, tools, JSON output)."""
+        return self._needs
+
+    # Routing, the planner and the provider all ask; the answer depends only on fields that
+    # never change after validation, so it is computed once (stored in the instance dict).
+    @cached_property
+    def _needs(self) -> Needs:
         modalities = {"text"}
         for message in self.messages:
             if isinstance(message, UserMessage) and not isinstance(message.content, str):
@@ -140,7 +146,13 @@ def build_request(params: Mapping[str, Any]) -> ChatRequest:
     Raises :class:`InvalidRequestError` naming the first bad parameter.
     """
     data = dict(params)
-    data["messages"] = parse_messages(data.get("messages") or ())
+    messages = data.get("messages")
+    if messages is None or isinstance(messages, str | bytes | Mapping):
+        raise InvalidRequestError("expected a list of messages", param="messages")
+    if not isinstance(messages, list):
+        data["messages"] = messages = list(messages)
+    if not messages:
+        raise InvalidRequestError("at least one message is required", param="messages")
     try:
         return ChatRequest.model_validate(data)
     except ValidationError as exc:

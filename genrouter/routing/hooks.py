@@ -78,6 +78,10 @@ class Telemetry:
         if self._tracer is None:
             return None
         span = self._tracer.start_span(f"chat {requested_model}")
+        if not span.is_recording():
+            # No SDK configured (the API's default no-op provider): skip the bookkeeping.
+            span.end()
+            return None
         span.set_attribute("gen_ai.operation.name", "chat")
         span.set_attribute("gen_ai.request.model", requested_model)
         return span
