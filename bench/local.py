@@ -5,7 +5,11 @@ Both sides run the same GGUF in the same process with the same prompt and settin
 runs alternate between the two and the medians are reported:
 
 * decode speed: tokens/s between the first and the last token of a stream;
-* time to first token, from the call to the first text.
+* time to first token, from the call to the first text;
+* time to first token of an offline fallback through the router: a client whose route tries
+  ``openai/o3-mini`` first, on a machine whose network refuses every connection (an HTTP pool
+  that fails each connect, so nothing leaves the machine), with this model as the fallback.
+  The first such request pays the failed connect; later ones skip the remote model at once.
 
 Usage::
 
@@ -25,7 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx2
+
 from genrouter.catalog import ModelSpec, load_builtin_catalog
+from genrouter.client import AsyncClient
 from genrouter.config import ProviderConfig
 from genrouter.providers.base import ProviderCall
 from genrouter.providers.local import LocalProvider
@@ -71,6 +78,37 @@ async def provider_run(provider: LocalProvider, call: ProviderCall) -> Run:
             first = first or last
             pieces += 1
     return Run(first - started, pieces, _rate(pieces, first, last))
+
+
+def _offline_client(spec: ModelSpec) -> AsyncClient:
+    """A client whose only remote candidate is unreachable, with *spec* as the fallback."""
+
+    def refuse(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ConnectError("[Errno 101] Network is unreachable", request=request)
+
+    fields = spec.model_dump(exclude={"id", "provider", "model", "aliases"}, exclude_defaults=True)
+    config = {
+        "models": {spec.id: fields} if spec.id == "local/bench" else {},
+        "routes": {"default": {"candidates": ["openai/o3-mini"], "fallbacks": [spec.id]}},
+    }
+    return AsyncClient(
+        config,
+        env={"OPENAI_API_KEY": "sk-offline-bench"},
+        http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(refuse)),
+    )
+
+
+async def router_ttft(client: AsyncClient, params: dict[str, Any]) -> float:
+    """Seconds from ``create(stream=True)`` to the first text, through the router."""
+    started = time.perf_counter()
+    stream = await client.chat.completions.create(model="default", stream=True, **params)
+    first = None
+    async with stream:
+        async for chunk in stream:
+            if first is None and chunk.choices and chunk.choices[0].delta.content:
+                first = time.perf_counter()
+    assert stream.route.model is not None and stream.route.model != "openai/o3-mini"
+    return (first or time.perf_counter()) - started
 
 
 def _spec(model_path: str | None) -> ModelSpec:
@@ -134,6 +172,29 @@ async def main() -> None:
             else:
                 ours.append(await provider_run(provider, ProviderCall(request=request, model=spec)))
     await provider.aclose()
+
+    # Offline fallback through the router, next to direct calls made in between.
+    params: dict[str, Any] = {
+        "messages": [{"role": "user", "content": QUESTION}],
+        "temperature": 0.0,
+        "seed": SEED,
+        "max_tokens": 8,
+    }
+    short = {**settings, "max_tokens": 8}
+    client = _offline_client(spec)
+    await client.provider("local").preload(spec)  # type: ignore[attr-defined]
+    client.route(model="default", **params)  # load the tokenizers: not what is measured
+    client.provider("openai")  # and build the remote provider once
+    local = client.provider("local")
+    warm = build_request({"model": spec.id, **params})
+    await provider_run(local, ProviderCall(request=warm, model=spec))  # type: ignore[arg-type]
+    first_offline = await router_ttft(client, params)
+    fallback: list[float] = []
+    direct_short: list[float] = []
+    for _ in range(args.runs):
+        direct_short.append(direct_run(llm, prompt, short).ttft_s)
+        fallback.append(await router_ttft(client, params))
+    await client.aclose()
     llm.close()
 
     def med(runs: list[Run], field: str) -> float:
@@ -153,6 +214,13 @@ async def main() -> None:
     print(
         f"TTFT ms          direct {d_ttft:7.1f}   provider {p_ttft:7.1f}   "
         f"overhead {p_ttft - d_ttft:+.1f} ms"
+    )
+    d_short = statistics.median(direct_short) * 1000
+    f_med = statistics.median(fallback) * 1000
+    print(
+        f"offline fallback TTFT ms: direct {d_short:7.1f}   via router (network marked down) "
+        f"{f_med:7.1f}   overhead {f_med - d_short:+.1f} ms;  first offline request (failed "
+        f"connect, then fallback) {first_offline * 1000:.1f} ms"
     )
 
 

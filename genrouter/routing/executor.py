@@ -280,6 +280,12 @@ class Execution:
                     )
                     if self.env.clock() + delay >= self.deadline:
                         delay = None
+                skip = self._skip_reason(spec, provider) if delay is not None else None
+                if skip is not None:
+                    # This failure made the candidate skippable (offline with a local model
+                    # ahead): waiting out a backoff first would only delay the fallback.
+                    delay = None
+                    self.info.notes.append(f"skipped {spec.id}: {skip}")
                 await self._record(spec, "error", started, error=error, retry_delay_s=delay)
                 self.errors.append(error)
                 if action is Action.RAISE:
