@@ -267,3 +267,19 @@ def test_budget_reserve_settle_release_and_window() -> None:
     budget.release(r2)  # idempotent
     assert budget.remaining_usd(1) == pytest.approx(0.9)
     assert budget.remaining_usd(61) == pytest.approx(1.0)  # the spend left the window
+
+
+def test_every_candidate_is_costed_for_the_same_output_length() -> None:
+    cheap = _spec("p/cheap", input_price=0.2, output_price=0.6)
+    dear = _spec("p/dear", input_price=0.8, output_price=3.2)
+    terse = LatencyStats()
+    terse.observe(100.0, 6, 0.1)  # the dear model was seen writing 6 tokens once
+    facts = [
+        CandidateFacts(dear, 20, "estimate", observed=terse),
+        CandidateFacts(cheap, 20, "estimate"),
+    ]
+    needs = build_request({"model": "x", "messages": [{"role": "user", "content": "a"}]}).needs()
+    route = RouteConfig(candidates=["p/dear", "p/cheap"], objective="cost")
+    decision = decide(route_name="r", route=route, needs=needs, output_limit=None, candidates=facts)
+    assert decision.expected_output_tokens == 6
+    assert decision.plan == ("p/cheap", "p/dear")  # not fooled by one short observation

@@ -38,15 +38,23 @@ class CandidateFacts:
     observed: LatencyStats | None = None
 
 
-def expected_output_tokens(
-    output_limit: int | None, spec: ModelSpec, observed: LatencyStats | None
-) -> int:
-    """Output tokens to plan for: the caller's limit, else the observed mean, else a default."""
+def expected_output_tokens(output_limit: int | None, candidates: Sequence[CandidateFacts]) -> int:
+    """Output tokens to plan for, the same for every candidate so that they compare fairly.
+
+    The caller's limit if set; else the mean of what the candidates were observed to write;
+    else a default (capped by the smallest maximum output among the candidates).
+    """
     if output_limit is not None:
         return output_limit
-    if observed is not None and observed.output_tokens is not None:
-        return max(1, round(observed.output_tokens))
-    return min(DEFAULT_EXPECTED_OUTPUT, spec.max_output_tokens)
+    observed = [
+        f.observed.output_tokens
+        for f in candidates
+        if f.observed is not None and f.observed.output_tokens is not None
+    ]
+    if observed:
+        return max(1, round(sum(observed) / len(observed)))
+    caps = [f.spec.max_output_tokens for f in candidates]
+    return min(DEFAULT_EXPECTED_OUTPUT, *caps) if caps else DEFAULT_EXPECTED_OUTPUT
 
 
 def _estimated_latency_ms(spec: ModelSpec, observed: LatencyStats | None, output: int) -> float:
@@ -125,11 +133,11 @@ def _evaluate(
     facts: CandidateFacts,
     needs: Needs,
     output_limit: int | None,
+    output: int,
     route: RouteConfig,
     budget_left: float | None,
 ) -> _Estimate:
     spec = facts.spec
-    output = expected_output_tokens(output_limit, spec, facts.observed)
     cost = spec.estimate_cost(facts.prompt_tokens, output)
     latency = _estimated_latency_ms(spec, facts.observed, output)
     reason = _exclusion(facts, needs, output_limit, route, budget_left, cost, latency)
@@ -185,7 +193,10 @@ def decide(
     fallbacks follow in configured order. Excluded candidates stay in the decision with the
     reason, so the explanation is complete.
     """
-    estimates = [_evaluate(f, needs, output_limit, route, budget_left_usd) for f in candidates]
+    output = expected_output_tokens(output_limit, candidates)
+    estimates = [
+        _evaluate(f, needs, output_limit, output, route, budget_left_usd) for f in candidates
+    ]
     primary = [e for e in estimates if not e.facts.fallback]
     scores = _scores(route.objective, route, primary)
     ranked = sorted(range(len(primary)), key=lambda i: (scores[i], i))
@@ -200,11 +211,7 @@ def decide(
         rule=rule,
         prompt_tokens=first.prompt_tokens if first else 0,
         prompt_tokens_method=first.prompt_tokens_method if first else "none",
-        expected_output_tokens=(
-            expected_output_tokens(output_limit, first.spec, first.observed)
-            if first
-            else DEFAULT_EXPECTED_OUTPUT
-        ),
+        expected_output_tokens=output,
         candidates=tuple(ordered),
         plan=tuple(e.model for e in ordered if e.excluded_because is None),
     )
