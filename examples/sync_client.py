@@ -13,7 +13,9 @@ def main() -> None:
     with FakeLLMServer() as server:
         server.enqueue(Reply.text("Hello from a sync client."), Reply(chunks=["str", "eam", "ed"]))
         config = {
-            "providers": {"vllm": {"type": "openai_compatible", "base_url": server.openai_base_url}},
+            "providers": {
+                "vllm": {"type": "openai_compatible", "base_url": server.openai_base_url}
+            },
             "models": {"vllm/llama-3.1-8b-instruct": {"context_window": 8192}},
         }
         with Client(config, env={}) as client:
