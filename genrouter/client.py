@@ -58,7 +58,9 @@ class AsyncClient:
     file, or ``None`` (read ``$GENROUTER_CONFIG`` or ``./genrouter.toml`` if present; with no
     file, keyed remote models and any local model found on this machine are used). ``env``
     replaces ``os.environ`` as the source of API keys. ``hooks`` are per-client callbacks;
-    ``tracing`` turns OpenTelemetry spans on (``None``: when ``opentelemetry-api`` is there).
+    ``tracing`` controls OpenTelemetry spans: ``None`` (the default) uses the global tracer
+    provider when ``opentelemetry-api`` is installed, ``False`` turns them off, and a
+    ``TracerProvider`` is used instead of the global one.
     ``providers`` supplies instances for providers declared ``type = "custom"``.
     """
 
@@ -68,7 +70,7 @@ class AsyncClient:
         *,
         env: Mapping[str, str] | None = None,
         hooks: AsyncHooks | None = None,
-        tracing: bool | None = None,
+        tracing: Any = None,
         providers: Mapping[str, Provider] | None = None,
         http_client: httpx2.AsyncClient | None = None,
         clock: Callable[[], float] = time.monotonic,

@@ -76,7 +76,7 @@ class Client:
         *,
         env: Mapping[str, str] | None = None,
         hooks: AsyncHooks | None = None,
-        tracing: bool | None = None,
+        tracing: Any = None,
         providers: Mapping[str, Provider] | None = None,
         seed: int | None = None,
     ) -> None:

@@ -244,3 +244,66 @@ async def test_unreachable_provider_is_skipped_at_once_on_the_next_request(
     assert second.route.decision is not None
     o3 = second.route.decision.candidates[0]
     assert o3.excluded_because is not None and "unreachable" in o3.excluded_because
+
+
+async def test_dashscope_throttling_is_retried_then_answers(server: FakeLLMServer) -> None:
+    server.enqueue(
+        ds.throttling(retry_after=0.05), Reply.text("after throttling"), model="qwen-max"
+    )
+    config = wire_config(server, candidates=["dashscope/qwen-max"])
+    async with AsyncClient(config, env=KEYS) as client:
+        resp = await client.chat.completions.create(model="default", messages=HELLO)
+    assert resp.choices[0].message.content == "after throttling"
+    assert resp.route is not None
+    assert [a.error_type for a in resp.route.attempts] == ["RateLimitError", None]
+    assert resp.route.attempts[0].retry_delay_ms == pytest.approx(50)
+
+
+async def test_responses_validate_as_the_openai_sdk_types(server: FakeLLMServer) -> None:
+    from openai.types.chat import ChatCompletion as OpenAIChatCompletion
+    from openai.types.chat import ChatCompletionChunk as OpenAIChunk
+
+    async with AsyncClient(wire_config(server), env=KEYS) as client:
+        resp = await client.chat.completions.create(model="default", messages=HELLO)
+        stream = await client.chat.completions.create(model="default", messages=HELLO, stream=True)
+        chunks = [c async for c in stream]
+    sdk = OpenAIChatCompletion.model_validate(resp.model_dump())
+    assert sdk.choices[0].message.content == resp.choices[0].message.content
+    for chunk in chunks:
+        OpenAIChunk.model_validate(chunk.model_dump())
+    final = OpenAIChatCompletion.model_validate(stream.get_final_completion().model_dump())
+    assert final.usage is not None and final.usage.total_tokens > 0
+
+
+async def test_closing_the_client_closes_its_pool(server: FakeLLMServer) -> None:
+    client = AsyncClient(wire_config(server), env=KEYS)
+    await client.chat.completions.create(model="default", messages=HELLO)
+    pool = client._http
+    assert pool is not None and not pool.is_closed
+    await client.aclose()
+    assert pool.is_closed
+    assert await server.wait_for_connections(0) == 0
+    with pytest.raises(Exception, match="closed"):
+        await client.chat.completions.create(model="default", messages=HELLO)
+
+
+async def test_opentelemetry_spans_follow_the_genai_conventions(server: FakeLLMServer) -> None:
+    sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
+    export = pytest.importorskip("opentelemetry.sdk.trace.export")
+    memory = pytest.importorskip("opentelemetry.sdk.trace.export.in_memory_span_exporter")
+    exporter = memory.InMemorySpanExporter()
+    provider = sdk_trace.TracerProvider()
+    provider.add_span_processor(export.SimpleSpanProcessor(exporter))
+    server.enqueue(Reply.error(503), model="o3-mini")
+    config = wire_config(server, retry={"attempts": 1})
+    async with AsyncClient(config, env=KEYS, tracing=provider) as client:
+        await client.chat.completions.create(model="default", messages=HELLO)
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "chat default"
+    attributes = dict(span.attributes or {})
+    assert attributes["gen_ai.operation.name"] == "chat"
+    assert attributes["gen_ai.request.model"] == "default"
+    assert attributes["gen_ai.response.model"] == "dashscope/qwen-max"
+    assert attributes["gen_ai.usage.input_tokens"] > 0
+    outcomes = [dict(e.attributes or {})["genrouter.outcome"] for e in span.events]
+    assert outcomes == ["error", "ok"]

@@ -58,14 +58,20 @@ class Telemetry:
 
     __slots__ = ("_tracer",)
 
-    def __init__(self, enabled: bool | None) -> None:
+    def __init__(self, tracing: Any) -> None:
+        """*tracing*: ``False`` (off), ``None`` (on when ``opentelemetry-api`` is installed,
+        through the global tracer provider), ``True`` (on, warn if the API is missing), or an
+        OpenTelemetry ``TracerProvider`` to use instead of the global one."""
         self._tracer: Any = None
-        if enabled is False:
+        if tracing is False:
+            return
+        if tracing is not None and tracing is not True:
+            self._tracer = tracing.get_tracer("genrouter")
             return
         try:
             from opentelemetry import trace
         except ImportError:
-            if enabled:
+            if tracing:
                 _log.warning("tracing requested but opentelemetry-api is not installed")
             return
         self._tracer = trace.get_tracer("genrouter")
