@@ -114,6 +114,14 @@ def start_server(chunks: int) -> tuple[subprocess.Popen[str], str]:
     return process, url
 
 
+def stop_server(process: subprocess.Popen[str]) -> None:
+    """Stop a server started by :func:`start_server`."""
+    process.terminate()
+    process.wait(timeout=10)
+    if process.stdout is not None:
+        process.stdout.close()
+
+
 async def raw_rows(url: str, stack: AsyncExitStack) -> list[Row]:
     """(a) the floor: raw httpx2 and json.loads."""
     endpoint = url + "/chat/completions"
@@ -271,10 +279,7 @@ async def run(n: int, warmup: int, chunks: int) -> bool:
             await measure(rows, n, warmup)
         return print_table(rows, n)
     finally:
-        process.terminate()
-        process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
+        stop_server(process)
 
 
 def main() -> int:

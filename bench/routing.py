@@ -19,7 +19,7 @@ import time
 from contextlib import AsyncExitStack
 from typing import Any
 
-from overhead import MESSAGES, Row, measure, start_server
+from overhead import MESSAGES, Row, measure, start_server, stop_server
 
 from genrouter.catalog import ModelSpec
 from genrouter.client import AsyncClient
@@ -150,10 +150,7 @@ async def run(n: int, warmup: int) -> None:
                 f"{row.median / floors[row.kind]:>6.3f}×"
             )
     finally:
-        process.terminate()
-        process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
+        stop_server(process)
 
 
 def main() -> int:
