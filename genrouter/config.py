@@ -236,6 +236,8 @@ def _read_file(path: Path) -> dict[str, Any]:
         text = path.read_text("utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text: {exc.reason}") from exc
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
@@ -248,7 +250,10 @@ def _read_file(path: Path) -> dict[str, Any]:
             except ImportError:
                 msg = "YAML config needs PyYAML: pip install 'genrouter[yaml]'"
                 raise ConfigError(msg) from None
-            data = yaml.safe_load(text)
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{path}: {exc}") from exc
         else:
             raise ConfigError(f"unknown config format {suffix!r}; use .toml, .json or .yaml")
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:

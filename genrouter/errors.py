@@ -144,6 +144,8 @@ class ProviderError(GenRouterError):
     Attributes name where it happened: ``provider`` (the configured provider name), ``model``
     (the vendor model id), ``status_code`` (HTTP status, if any), ``code`` (the vendor's error
     code, e.g. ``context_length_exceeded`` or ``Throttling.RateQuota``) and ``request_id``.
+    ``retry_after`` is the wait in seconds the server asked for (``Retry-After`` on a 429 or
+    a 503), if it did.
     """
 
     def __init__(
@@ -155,8 +157,10 @@ class ProviderError(GenRouterError):
         status_code: int | None = None,
         code: str | None = None,
         request_id: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.message = message
+        self.retry_after = retry_after
         self.provider = provider
         self.model = model
         self.status_code = status_code
@@ -208,10 +212,6 @@ class ContentFilteredError(ProviderError):
 
 class RateLimitError(ProviderError):
     """Too many requests (HTTP 429). ``retry_after`` is the server's wait in seconds, if given."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **where: Any) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, **where)
 
 
 class ProviderTimeoutError(ProviderError):

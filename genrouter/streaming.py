@@ -247,7 +247,10 @@ class ChatStream:
         self.close()
 
     def close(self) -> None:
-        self._portal.call(self._inner.aclose)
+        """Stop the stream and release its connection (a no-op once the client is closed,
+        which closed every open stream)."""
+        if not self._portal.closed:
+            self._portal.call(self._inner.aclose)
 
     def until_done(self) -> ChatCompletion:
         return self._portal.call(self._inner.until_done)

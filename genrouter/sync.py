@@ -9,6 +9,7 @@ raises instead).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
@@ -34,6 +35,9 @@ MessageInput = Iterable[Mapping[str, Any] | BaseModel]
 class _Portal:
     """An event loop on its own thread; :meth:`call` runs a coroutine there and waits."""
 
+    # How often a waiting caller wakes up, so that Ctrl-C reaches it during a long call.
+    _WAKE_S = 0.2
+
     def __init__(self) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -41,6 +45,11 @@ class _Portal:
         )
         self._thread.start()
         self._closed = False
+        self._closing = threading.Lock()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         if self._closed:
@@ -52,15 +61,40 @@ class _Portal:
             return await fn(*args, **kwargs)
 
         coro: Coroutine[Any, Any, T] = run()
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            while not future.done():
+                concurrent.futures.wait([future], timeout=self._WAKE_S)
+        except BaseException:
+            future.cancel()  # Ctrl-C (or any interruption): stop the work, not just the wait
+            raise
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            raise GenRouterError("the client was closed while this call was running") from None
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()
+    def close(self, aclose: Callable[[], Awaitable[None]]) -> None:
+        """Cancel work in flight, close open streams, run *aclose*, then stop the thread."""
+        with self._closing:
+            if self._closed:
+                return
+
+            async def shutdown() -> None:
+                current = asyncio.current_task()
+                pending = [t for t in asyncio.all_tasks() if t is not current]
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                await self._loop.shutdown_asyncgens()  # streams the caller left open
+                await aclose()
+
+            try:
+                asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=30)
+            finally:
+                self._closed = True
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join(timeout=5)
+                self._loop.close()
 
 
 class Client:
@@ -103,10 +137,12 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        """Close the async client's providers and pool, then stop the portal thread."""
-        if not self._portal._closed:
-            self._portal.call(self._async.aclose)
-            self._portal.close()
+        """Cancel calls in flight, close open streams, providers and the pool, stop the thread.
+
+        Safe to call more than once and from any thread; calls still running in other threads
+        raise :class:`~genrouter.errors.GenRouterError`.
+        """
+        self._portal.close(self._async.aclose)
 
     def route(self, *, model: str = "auto", messages: MessageInput, **params: Any) -> RouteDecision:
         """Dry run: the routing decision for this request, without calling any model."""
@@ -118,7 +154,11 @@ class Client:
 
     def models(self) -> list[ModelStatus]:
         """Every catalog model and whether it is usable here."""
-        return self._async.models()
+
+        async def listing() -> list[ModelStatus]:
+            return self._async.models()
+
+        return self._portal.call(listing)
 
 
 class Chat:

@@ -210,8 +210,9 @@ class RouteInfo(BaseModel):
 
     @property
     def fallbacks(self) -> int:
-        """How many candidates failed before the one that answered."""
-        return len({(a.provider, a.model) for a in self.attempts if a.outcome != "ok"})
+        """How many candidates were given up on (the one that answered, if any, not counted)."""
+        failed = {a.model for a in self.attempts if a.outcome not in ("ok", "cancelled")}
+        return len(failed - {self.model})
 
 
 class ChatCompletion(_Wire):

@@ -307,3 +307,16 @@ async def test_opentelemetry_spans_follow_the_genai_conventions(server: FakeLLMS
     assert attributes["gen_ai.usage.input_tokens"] > 0
     outcomes = [dict(e.attributes or {})["genrouter.outcome"] for e in span.events]
     assert outcomes == ["error", "ok"]
+
+
+async def test_retry_after_on_a_503_is_honoured_too(server: FakeLLMServer) -> None:
+    server.enqueue(
+        Reply.error(503, code="overloaded", headers={"Retry-After": "0.05"}),
+        Reply.text("back"),
+        model="o3-mini",
+    )
+    async with AsyncClient(wire_config(server), env=KEYS) as client:
+        resp = await client.chat.completions.create(model="default", messages=HELLO)
+    assert resp.route is not None
+    assert resp.route.attempts[0].retry_delay_ms == pytest.approx(50)
+    assert resp.route.fallbacks == 0  # a retry that succeeded is not a fallback

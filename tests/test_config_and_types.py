@@ -224,3 +224,18 @@ def test_error_tree_and_redaction() -> None:
     group = AllCandidatesFailedError("all failed", [err])
     assert isinstance(group, ExceptionGroup) and isinstance(group, GenRouterError)
     assert group.exceptions == (err,)
+
+
+def test_unreadable_or_malformed_files_raise_config_errors(tmp_path: Path) -> None:
+    binary = tmp_path / "genrouter.toml"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(binary)
+    pytest.importorskip("yaml")
+    bad_yaml = tmp_path / "genrouter.yaml"
+    bad_yaml.write_text("routes: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"genrouter\.yaml"):
+        load_config(bad_yaml)
+    good_yaml = tmp_path / "ok.yml"
+    good_yaml.write_text("routes:\n  default:\n    candidates: [o3-mini]\n")
+    assert load_config(good_yaml).routes["default"].candidates == ["o3-mini"]

@@ -442,3 +442,150 @@ async def test_without_a_local_model_offline_marks_do_not_block_remote_tries() -
     # rather than failing with no attempt.
     resp = await client.chat.completions.create(model="default", messages=HELLO)
     assert resp.route is not None and resp.route.model == "alpha/a1"
+
+
+async def test_a_marked_remote_behind_the_local_model_keeps_its_place() -> None:
+    clock = ManualClock()
+    config = make_config(candidates=["alpha/a1", "home/l1", "beta/b1"])
+    config["offline"] = {"down_for_s": 60}
+    client, _ = make_client(config, clock=clock)
+    client.health.reachability.mark_unreachable("alpha", clock(), whole_network=True)
+    decision = client.route(model="default", messages=HELLO)
+    assert decision.plan == ("home/l1", "beta/b1")  # beta is the last hope if home fails
+
+
+async def test_free_local_models_stay_eligible_when_the_budget_is_overspent() -> None:
+    config = make_config(candidates=["alpha/a1"], fallbacks=["home/l1"])
+    config["budget"] = {"limit_usd": 0.0001}
+    client, providers = make_client(config)
+    # The actual usage costs more than the estimate: the budget goes negative.
+    big = Usage(prompt_tokens=100, completion_tokens=100, total_tokens=200)
+    providers["alpha"].script("a1", Step(usage=big))
+    await client.chat.completions.create(model="default", messages=HELLO, max_tokens=1)
+    resp = await client.chat.completions.create(model="default", messages=HELLO, max_tokens=1)
+    assert resp.route is not None and resp.route.model == "home/l1"
+
+
+async def test_concurrent_requests_cannot_spend_the_same_budget_twice() -> None:
+    async def slow_start(model: str, attempt: int) -> None:
+        await asyncio.sleep(0.01)
+
+    config = make_config(candidates=["alpha/a1"])
+    config["budget"] = {"limit_usd": 0.0001}
+    client, providers = make_client(config, hooks=AsyncHooks(on_attempt_start=slow_start))
+    # Each call is estimated at ~$0.00006 (10 prompt + 1 output token at $5/$15 per 1M... x4)
+    calls = [
+        client.chat.completions.create(model="default", messages=HELLO, max_tokens=1)
+        for _ in range(3)
+    ]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    answered = [r for r in results if not isinstance(r, BaseException)]
+    assert len(providers["alpha"].calls) == len(answered) == 1
+    assert client._runtime.budget is not None and client._runtime.budget.reserved == 0
+
+
+async def test_resume_refuses_when_reasoning_was_already_delivered() -> None:
+    client, providers = make_client()
+    cut = ServerError("reset", status_code=502)
+
+    async def thinking_stream(call: Any) -> Any:
+        from genrouter.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice
+
+        yield ChatCompletionChunk(
+            id="x",
+            created=0,
+            model="a1",
+            choices=[ChunkChoice(delta=ChoiceDelta(reasoning_content="thinking..."))],
+        )
+        yield ChatCompletionChunk(
+            id="x", created=0, model="a1", choices=[ChunkChoice(delta=ChoiceDelta(content="A"))]
+        )
+        raise cut
+
+    providers["alpha"].stream = thinking_stream  # type: ignore[method-assign]
+    stream = await client.chat.completions.create(
+        model="default", messages=HELLO, stream=True, resume=True
+    )
+    with pytest.raises(StreamInterruptedError) as caught:
+        async for _ in stream:
+            pass
+    assert caught.value.partial_reasoning == "thinking..." and caught.value.partial_text == "A"
+    assert providers["beta"].calls == []  # not resumed: the reasoning would be sent twice
+
+
+async def test_a_provider_bug_surfaces_and_leaves_health_and_budget_clean() -> None:
+    clock = ManualClock()
+    config = make_config(candidates=["alpha/a1"])
+    config["budget"] = {"limit_usd": 1.0}
+    config["circuit_breaker"] = {"failure_threshold": 1, "cooldown_s": 10}
+    client, providers = make_client(config, clock=clock)
+    providers["alpha"].script(
+        "a1", Step(error=ServerError("down", status_code=500)), Step(error=ValueError("bug"))
+    )
+    with pytest.raises(AllCandidatesFailedError):
+        await client.chat.completions.create(model="default", messages=HELLO)
+    clock.advance(11)  # half-open: the next call is the probe, and it hits the bug
+    with pytest.raises(ValueError, match="bug"):
+        await client.chat.completions.create(model="default", messages=HELLO)
+    assert client._runtime.budget is not None and client._runtime.budget.reserved == 0
+    resp = await client.chat.completions.create(model="default", messages=HELLO)
+    assert resp.route is not None and resp.route.model == "alpha/a1"  # probe slot was freed
+
+
+async def test_a_skipped_candidate_does_not_inherit_the_previous_error() -> None:
+    config = make_config(candidates=["alpha/a1", "beta/b1", "home/l1"], retry={"attempts": 1})
+    config["circuit_breaker"] = {"failure_threshold": 1, "cooldown_s": 60}
+    clock = ManualClock()
+    client = None
+
+    def open_beta(attempt: Attempt) -> None:
+        # While alpha fails, beta's circuit opens (as if another request saw it fail).
+        assert client is not None
+        client.health.circuit("beta/b1").record_failure(clock())
+
+    client, providers = make_client(config, hooks=AsyncHooks(on_attempt_end=open_beta), clock=clock)
+    providers["alpha"].script(
+        "a1", Step(error=ContextWindowExceededError("too long", status_code=400))
+    )
+    resp = await client.chat.completions.create(model="default", messages=HELLO)
+    # beta was skipped untried; home (8000) is larger than alpha (4000) and gets its try,
+    # rather than being measured against beta's window as if beta had raised the error.
+    assert resp.route is not None and resp.route.model == "home/l1"
+    assert [a.model for a in resp.route.attempts] == ["alpha/a1", "home/l1"]
+
+
+def test_closing_a_sync_client_ends_calls_in_flight_and_open_streams() -> None:
+    import threading
+
+    from genrouter import GenRouterError
+
+    providers = {
+        "alpha": ScriptedProvider("alpha"),
+        "beta": ScriptedProvider("beta"),
+        "home": ScriptedProvider("home", remote=False),
+    }
+    providers["alpha"].script(
+        "a1", Step(pieces=["a", "b", "c"]), Step(delay_s=30), Step(delay_s=30)
+    )
+    client = Client(make_config(candidates=["alpha/a1"]), providers=providers, env={})
+    stream = client.chat.completions.create(model="default", messages=HELLO, stream=True)
+    next(stream)  # an open stream the caller never closes
+    errors: list[BaseException] = []
+
+    def slow_call() -> None:
+        try:
+            client.chat.completions.create(model="default", messages=HELLO)
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=slow_call)
+    worker.start()
+    while len(providers["alpha"].calls) < 2:
+        threading.Event().wait(0.01)
+    client.close()
+    worker.join(timeout=5)
+    assert not worker.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], GenRouterError)
+    assert providers["alpha"].open_streams == 0  # the abandoned stream was closed
+    stream.close()  # a no-op now, not an error
+    client.close()  # idempotent

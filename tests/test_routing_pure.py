@@ -231,16 +231,31 @@ def test_circuit_breaker_states() -> None:
     assert breaker.state(20) == "closed"
     breaker.record_failure(21)
     breaker.record_failure(22)
-    assert breaker.state(22) == "open" and not breaker.acquire(23)
+    assert breaker.state(22) == "open" and breaker.acquire(23) is None
     assert breaker.blocked_for(23) == pytest.approx(4)
     assert breaker.state(28) == "half_open"
-    assert breaker.acquire(28) is True  # the probe
-    assert breaker.acquire(28) is False  # only one at a time
-    breaker.record_failure(28)  # probe failed: open again
+    assert breaker.acquire(28) == "probe"
+    assert breaker.acquire(28) is None  # only one probe at a time
+    breaker.record_failure(28, "probe")  # the probe failed: open again
     assert breaker.state(30) == "open"
-    assert breaker.acquire(34) is True
-    breaker.record_success()
-    assert breaker.state(34) == "closed" and breaker.acquire(34)
+    assert breaker.acquire(34) == "probe"
+    breaker.record_success("probe")
+    assert breaker.state(34) == "closed" and breaker.acquire(34) == "closed"
+
+
+def test_only_the_probe_moves_an_open_circuit() -> None:
+    breaker = CircuitBreaker(CircuitConfig(failure_threshold=1, window_s=10, cooldown_s=5))
+    slow = breaker.acquire(0)  # admitted while closed, finishes late
+    assert slow == "closed"
+    breaker.record_failure(1)
+    assert breaker.state(1) == "open"
+    breaker.record_success(slow)  # a late success does not close it
+    assert breaker.state(2) == "open"
+    breaker.record_failure(3, "closed")  # nor does a late failure extend the cooldown
+    assert breaker.state(6.5) == "half_open"
+    probe = breaker.acquire(6.5)
+    breaker.release(probe)  # the probe ended without a verdict: another may go
+    assert breaker.acquire(6.6) == "probe"
 
 
 def test_reachability_marks_and_expires() -> None:

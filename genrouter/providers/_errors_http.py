@@ -219,9 +219,7 @@ def error_from_status(
         "request_id": request_id,
     }
     message = redact(fields.message, secrets)
-    if cls is RateLimitError:
-        return RateLimitError(message, retry_after=parse_retry_after(headers), **where)
-    return cls(message, **where)
+    return cls(message, retry_after=parse_retry_after(headers), **where)
 
 
 def error_from_payload(

@@ -253,9 +253,7 @@ def map_dashscope_error(
         "code": code,
         "request_id": fields.request_id or headers.get("x-request-id"),
     }
-    if cls is RateLimitError:
-        return RateLimitError(message, retry_after=parse_retry_after(headers), **where)
-    return cls(message, **where)
+    return cls(message, retry_after=parse_retry_after(headers), **where)
 
 
 def _region_hint(region: str | None, base_url: str | None) -> str:

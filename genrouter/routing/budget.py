@@ -46,6 +46,16 @@ class Budget:
         self.reserved += amount
         return Reservation(amount)
 
+    def try_reserve(self, amount: float, now: float) -> Reservation | None:
+        """Reserve *amount* if it fits what is left, else ``None``. Free calls always fit.
+
+        Checking and reserving in one step (no ``await`` between them) keeps concurrent
+        requests from each seeing the same money left and spending it twice.
+        """
+        if amount > 0 and amount > self.remaining_usd(now):
+            return None
+        return self.reserve(amount)
+
     def settle(self, reservation: Reservation, actual: float | None, now: float) -> None:
         """Replace the reservation with the actual cost (the estimate if the cost is unknown)."""
         if reservation.settled:

@@ -34,7 +34,8 @@ class CandidateFacts:
     prompt_tokens_method: str
     fallback: bool = False
     missing_credentials: str | None = None  # e.g. "no API key: set OPENAI_API_KEY"
-    blocked: str | None = None  # circuit open, offline…
+    blocked: str | None = None  # e.g. circuit open
+    offline: str | None = None  # remote, and its provider or the network is marked down
     observed: LatencyStats | None = None
 
 
@@ -124,7 +125,7 @@ def _exclusion(
     max_latency = route.max_latency_ms
     if max_latency is not None and latency > max_latency:
         return f"estimated {latency:.0f} ms exceeds the route's max {max_latency:g} ms"
-    if budget_left is not None and (cost or 0.0) > budget_left:
+    if budget_left is not None and cost and cost > budget_left:
         return f"over budget: estimated ${cost or 0.0:.6f}, ${max(budget_left, 0.0):.6f} left"
     return None
 
@@ -177,6 +178,24 @@ def _evaluation(estimate: _Estimate, score: float | None) -> CandidateEvaluation
     )
 
 
+def _skip_offline(in_order: list[tuple[_Estimate, float | None]]) -> None:
+    """Exclude offline-marked candidates that have an eligible unmarked one after them.
+
+    Marks exist to reach a working candidate (a local model, a provider that still answers)
+    without waiting on one that just failed to connect. A marked candidate with nothing
+    unmarked behind it keeps its place: skipping it would turn a possible answer (the probe
+    that finds the network back) into a certain failure.
+    """
+    unmarked_later = False
+    for estimate, _score in reversed(in_order):
+        if estimate.reason is not None:
+            continue
+        if estimate.facts.offline is None:
+            unmarked_later = True
+        elif unmarked_later:
+            estimate.reason = estimate.facts.offline
+
+
 def decide(
     *,
     route_name: str,
@@ -200,10 +219,12 @@ def decide(
     primary = [e for e in estimates if not e.facts.fallback]
     scores = _scores(route.objective, route, primary)
     ranked = sorted(range(len(primary)), key=lambda i: (scores[i], i))
-    ordered = [
-        *(_evaluation(primary[i], None if math.isinf(scores[i]) else scores[i]) for i in ranked),
-        *(_evaluation(e, None) for e in estimates if e.facts.fallback),
+    in_order = [
+        *((primary[i], None if math.isinf(scores[i]) else scores[i]) for i in ranked),
+        *((e, None) for e in estimates if e.facts.fallback),
     ]
+    _skip_offline(in_order)
+    ordered = [_evaluation(estimate, score) for estimate, score in in_order]
     first = candidates[0] if candidates else None
     return RouteDecision(
         route=route_name,

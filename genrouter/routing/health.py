@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Literal
 
 from genrouter.config import CircuitConfig, OfflineConfig
 
-__all__ = ["CircuitBreaker", "Health", "LatencyStats", "Reachability"]
+__all__ = ["CircuitBreaker", "Health", "LatencyStats", "Reachability", "Ticket"]
 
 _EWMA_ALPHA = 0.3  # weight of the newest observation: recent enough to follow a provider's mood
 
@@ -40,10 +41,17 @@ def _ewma(old: float | None, new: float) -> float:
     return new if old is None else old + _EWMA_ALPHA * (new - old)
 
 
+Ticket = Literal["closed", "probe"]
+
+
 @dataclass(slots=True)
 class CircuitBreaker:
     """Closed → open after ``failure_threshold`` failures within ``window_s``; after
     ``cooldown_s`` it lets one probe through (half-open); the probe's outcome closes or reopens it.
+
+    :meth:`acquire` hands out a ticket saying how the call got through, and only the probe's
+    outcome moves an open breaker: a slow call admitted before the breaker opened cannot close
+    it by finishing well, nor extend its cooldown by failing late.
     """
 
     config: CircuitConfig
@@ -67,25 +75,29 @@ class CircuitBreaker:
         assert self.opened_at is not None
         return max(self.opened_at + self.config.cooldown_s - now, 0.0)
 
-    def acquire(self, now: float) -> bool:
-        """Ask to send a call. In half-open state only the first caller (the probe) gets yes."""
+    def acquire(self, now: float) -> Ticket | None:
+        """Ask to send a call: ``"closed"``, ``"probe"`` (the one half-open call) or ``None``."""
         state = self.state(now)
         if state == "closed":
-            return True
+            return "closed"
         if state == "half_open" and not self.probing:
             self.probing = True
-            return True
-        return False
+            return "probe"
+        return None
 
-    def record_success(self) -> None:
-        self.failures.clear()
-        self.opened_at = None
-        self.probing = False
+    def record_success(self, ticket: Ticket = "closed") -> None:
+        if ticket == "probe":
+            self.opened_at, self.probing = None, False
+            self.failures.clear()
+        elif self.opened_at is None:
+            self.failures.clear()
 
-    def record_failure(self, now: float) -> None:
-        if self.probing or self.opened_at is not None:
+    def record_failure(self, now: float, ticket: Ticket = "closed") -> None:
+        if ticket == "probe":
             self.opened_at, self.probing = now, False  # the probe failed: cool down again
             return
+        if self.opened_at is not None:
+            return  # already open; a late failure says nothing new
         self.failures.append(now)
         while self.failures and now - self.failures[0] > self.config.window_s:
             self.failures.popleft()
@@ -93,9 +105,10 @@ class CircuitBreaker:
             self.opened_at = now
             self.failures.clear()
 
-    def release(self) -> None:
-        """A call that got through ended without a verdict (cancelled): let another probe."""
-        self.probing = False
+    def release(self, ticket: Ticket | None = "closed") -> None:
+        """A call that got through ended without a verdict (cancelled, moved on)."""
+        if ticket == "probe":
+            self.probing = False
 
 
 @dataclass(slots=True)

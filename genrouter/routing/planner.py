@@ -8,7 +8,7 @@ health, credentials and budget, and hands plain facts to the pure :func:`decide`
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from genrouter.catalog import Catalog, ModelSpec
@@ -169,15 +169,14 @@ class Planner:
         variable = config.key_variable(DEFAULT_KEY_ENV.get(config.type))
         return f"no credentials: set {variable}" if variable else "no credentials"
 
-    def _blocked(self, spec: ModelSpec, remote: bool, off_machine: bool, now: float) -> str | None:
-        if remote:
-            reach = self.health.reachability.down_reason(
-                spec.provider, now, whole_network=off_machine
-            )
-            if reach is not None:
-                return reach
+    def _blocked(self, spec: ModelSpec, now: float) -> str | None:
         wait = self.health.circuit(spec.id).blocked_for(now)
         return None if wait is None else f"circuit open (retry in {wait:.1f}s)"
+
+    def _offline(self, spec: ModelSpec, remote: bool, off_machine: bool, now: float) -> str | None:
+        if not remote:
+            return None
+        return self.health.reachability.down_reason(spec.provider, now, whole_network=off_machine)
 
     def plan(
         self,
@@ -217,33 +216,21 @@ class Planner:
                     prompt_tokens_method=method,
                     fallback=fallback,
                     missing_credentials=self._missing_credentials(spec, has_key),
-                    blocked=self._blocked(spec, remote, off_machine, now),
+                    blocked=self._blocked(spec, now),
+                    offline=self._offline(spec, remote, off_machine, now),
                     observed=self.health.latency.get(spec.id),
                 )
             )
-        budget_left = None if self.budget is None else self.budget.remaining_usd(now)
-
-        def run(candidates: list[CandidateFacts]) -> RouteDecision:
-            return decide(
-                route_name=route_name,
-                route=route,
-                needs=needs,
-                output_limit=request.output_limit,
-                candidates=candidates,
-                rule=rule,
-                budget_left_usd=budget_left,
-            )
-
-        decision = run(facts)
-        if not decision.plan and any(_offline(f) for f in facts):
-            # Offline marks exist to reach a local model sooner. With nothing else to try,
-            # skipping the remote ones would only turn a probe into a certain failure.
-            decision = run([replace(f, blocked=None) if _offline(f) else f for f in facts])
+        decision = decide(
+            route_name=route_name,
+            route=route,
+            needs=needs,
+            output_limit=request.output_limit,
+            candidates=facts,
+            rule=rule,
+            budget_left_usd=None if self.budget is None else self.budget.remaining_usd(now),
+        )
         return Plan(decision, route, {f.spec.id: f.spec for f in facts})
-
-
-def _offline(facts: CandidateFacts) -> bool:
-    return facts.blocked is not None and facts.blocked.startswith("offline")
 
 
 def refuse_empty(decision: RouteDecision, budget: Budget | None, now: float) -> None:
