@@ -7,6 +7,7 @@ one process share nothing.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import time
@@ -92,6 +93,7 @@ class AsyncClient:
         self._clock = clock
         self._closed = False
         self._localities: dict[str, tuple[bool, bool]] = {}
+        self._planned_once = False
         self._off_machine: dict[str, bool] = {}
         health = Health(self._config.circuit_breaker, self._config.offline)
         budget = Budget(self._config.budget) if self._config.budget else None
@@ -277,12 +279,25 @@ class AsyncClient:
             ),
         )
 
+    async def _plan_off_loop(self, params: Mapping[str, Any]) -> tuple[ChatRequest, Plan]:
+        """Plan on a worker thread when planning may be slow, inline otherwise.
+
+        The first plan of a client loads tokenizer files (~0.3 s each) and a request with
+        images may read files or decode data URIs to size them: neither may stall the event
+        loop. Plain text requests after the first plan inline (microseconds).
+        """
+        if self._planned_once and not _has_media(params.get("messages")):
+            return self._plan(params)
+        planned = await asyncio.to_thread(self._plan, params)
+        self._planned_once = True
+        return planned
+
     async def _complete(self, params: Mapping[str, Any]) -> ChatCompletion:
-        request, plan = self._plan(params)
+        request, plan = await self._plan_off_loop(params)
         return await self._execution(request, plan).complete()
 
     async def _stream(self, params: Mapping[str, Any]) -> AsyncChatStream:
-        request, plan = self._plan(params)
+        request, plan = await self._plan_off_loop(params)
         execution = self._execution(request, plan)
         stream = AsyncChatStream(execution.stream(), execution.info)
         await stream._prime()
@@ -354,6 +369,21 @@ class AsyncCompletions:
         if stream:
             return await self._client._stream(call)
         return await self._client._complete(call)
+
+
+def _has_media(messages: object) -> bool:
+    """Whether any message has a content list (images, video): cheap, errs towards yes."""
+    if not isinstance(messages, list | tuple):
+        return True
+    for message in messages:
+        content = (
+            message.get("content")
+            if isinstance(message, Mapping)
+            else getattr(message, "content", None)
+        )
+        if content is not None and not isinstance(content, str):
+            return True
+    return False
 
 
 def _off_machine(provider: Provider) -> bool:

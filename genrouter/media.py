@@ -122,7 +122,10 @@ def _local_path(source: str) -> Path:
         if parts.netloc not in ("", "localhost"):
             raise MediaError(f"file URL {source!r} names a remote host", source=source)
         return Path(unquote(parts.path))
-    return Path(source).expanduser()
+    try:
+        return Path(source).expanduser()
+    except RuntimeError as exc:  # "~someone/…" for a user that does not exist
+        raise MediaError(f"image path {source!r} names an unknown user", source=source) from exc
 
 
 def _read_file(path: Path, source: str, max_bytes: int) -> bytes:
@@ -140,6 +143,10 @@ def _read_file(path: Path, source: str, max_bytes: int) -> bytes:
     except OSError as exc:
         raise MediaError(
             f"image file {source!r} could not be read: {exc.strerror or exc}", source=source
+        ) from exc
+    except ValueError as exc:  # e.g. an embedded NUL byte in the path
+        raise MediaError(
+            f"image path {source!r} is not a valid path: {exc}", source=source
         ) from exc
 
 
@@ -171,7 +178,7 @@ def image_dimensions(data: bytes) -> tuple[int, int] | None:
             return _webp_dimensions(data)
         if data.startswith(b"\xff\xd8"):
             return _jpeg_dimensions(data)
-    except struct.error:
+    except (struct.error, IndexError):  # a header cut short
         return None
     return None
 

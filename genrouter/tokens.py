@@ -530,10 +530,9 @@ def _image_key(source: str) -> tuple[Any, ...] | None:
     if head.startswith("data:"):
         # str hashes are cached on the object, so this is cheap even for megabytes of base64.
         return ("data", len(source), hash(source))
-    path = _local_path(source)
     try:
-        stat = path.stat()
-    except OSError:
+        stat = (path := _local_path(source)).stat()
+    except (OSError, ValueError, RuntimeError):  # unreadable, NUL in the path, unknown ~user
         return None
     return ("file", str(path), stat.st_mtime_ns, stat.st_size)
 
@@ -568,13 +567,12 @@ def _read_image_size(source: str) -> tuple[int, int] | None:
             except MediaError:
                 return None
         return size
-    path = _local_path(source)
     try:
-        with path.open("rb") as handle:
+        with _local_path(source).open("rb") as handle:
             size = image_dimensions(handle.read(_HEADER_BYTES))
             if size is None:
                 handle.seek(0)
                 size = image_dimensions(handle.read())
-    except OSError:
+    except (OSError, ValueError, RuntimeError):
         return None
     return size

@@ -204,10 +204,11 @@ def error_from_status(
     secrets: Iterable[str | None] = (),
 ) -> ProviderError:
     """The typed error for an HTTP error response (*headers* looked up case-insensitively)."""
+    secrets = tuple(secrets)
     payload = _decode_body(body)
     fields = error_fields(payload) if payload is not None else ErrorFields()
     if fields.message is None:
-        snippet = body[:300].decode("utf-8", "replace").strip()
+        snippet = redact(body.decode("utf-8", "replace").strip(), secrets)[:300]
         fields.message = f"HTTP {status}" + (f": {snippet}" if snippet else "")
     request_id = headers.get("x-request-id") or fields.request_id
     cls = classify(status, fields.code, fields.message)

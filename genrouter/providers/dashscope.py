@@ -243,7 +243,7 @@ def map_dashscope_error(
             status = candidate
     codes = " ".join(filter(None, (_normal(code), _normal(fields.type))))
     cls = _dashscope_class(status, codes, message)
-    message = redact(message.strip(), secrets)
+    message = redact(message.strip(), secrets)[:500]  # redact first: a cut key would not match
     if cls is AuthenticationError and "invalidapikey" in codes:
         message += _region_hint(region, base_url)
     where: dict[str, Any] = {
@@ -375,6 +375,13 @@ class DashScopeProvider(OpenAICompatibleProvider):
             secrets=self._secrets(),
         )
 
+    def is_error_payload(self, payload: Any) -> bool:
+        """OpenAI's ``{"error": ...}`` shape, or DashScope's native ``{"code", "message"}``."""
+        if not isinstance(payload, dict):
+            return False
+        native = "code" in payload and "message" in payload and "choices" not in payload
+        return bool(payload.get("error")) or native
+
     def map_stream_error(self, payload: dict[str, Any]) -> ProviderError:
         """An error event inside a stream (e.g. ``data_inspection_failed`` on the output)."""
         return map_dashscope_error(
@@ -423,4 +430,4 @@ def _decode(body: bytes) -> Any:
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        return {"message": body[:300].decode("utf-8", "replace").strip() or None}
+        return {"message": body.decode("utf-8", "replace").strip() or None}

@@ -28,6 +28,8 @@ Subclasses adapt it to a vendor by overriding these class attributes and hooks:
     Turn local image paths in the prepared messages into data URIs (runs in a thread).
 ``map_error(status, body, headers)`` / ``map_stream_error(payload)``
     An HTTP error response, or an ``{"error": ...}`` event inside a stream, to a typed error.
+``is_error_payload(payload)``
+    Whether a JSON body or event that is not a completion is an error report.
 """
 
 from __future__ import annotations
@@ -141,6 +143,15 @@ class OpenAICompatibleProvider:
 
     def _require_key(self, call: ProviderCall) -> str | None:
         key = self._api_key()
+        if key is not None and not _usable_in_header(key):
+            variable = self._config.key_variable(self.default_key_env) or "api_key_env"
+            raise AuthenticationError(
+                f"the API key in {variable} has spaces, control or non-ASCII characters; "
+                "check the variable's value (the key itself is not shown)",
+                provider=self._name,
+                model=call.model.model,
+                code="malformed_api_key",
+            )
         if key is None and self.key_required:
             variable = self._config.key_variable(self.default_key_env) or "api_key_env"
             raise AuthenticationError(
@@ -259,6 +270,10 @@ class OpenAICompatibleProvider:
             status, body, headers, provider=self._name, secrets=self._secrets()
         )
 
+    def is_error_payload(self, payload: Any) -> bool:
+        """Whether a JSON body or event that is not a completion is the vendor's error report."""
+        return isinstance(payload, dict) and bool(payload.get("error"))
+
     def map_stream_error(self, payload: dict[str, Any]) -> ProviderError:
         """The typed error for an ``{"error": {...}}`` event inside a stream."""
         return error_from_payload(payload, provider=self._name, secrets=self._secrets())
@@ -276,9 +291,12 @@ class OpenAICompatibleProvider:
         self, what: str, exc: Exception, call: ProviderCall, data: bytes
     ) -> ResponseFormatError:
         detail = exc.errors(include_url=False)[0]["msg"] if isinstance(exc, ValidationError) else ""
-        shown = redact(data[:200].decode("utf-8", "replace"), self._secrets())
+        secrets = self._secrets()
+        # Redact the whole text before cutting it: a key cut in half would no longer match.
+        shown = redact(data.decode("utf-8", "replace"), secrets)[:200]
+        reason = redact(str(detail or exc), secrets)[:300]
         return ResponseFormatError(
-            f"malformed {what}: {detail or exc} (received {shown!r})",
+            f"malformed {what}: {reason} (received {shown!r})",
             provider=self._name,
             model=call.model.model,
         )
@@ -331,6 +349,8 @@ class OpenAICompatibleProvider:
             response = await self._http.send(self._request(body, key, call))
         except httpx2.TransportError as exc:
             raise self._transport_error(exc, call) from exc
+        except httpx2.DecodingError as exc:  # e.g. a body that claims gzip but is not
+            raise self._format_error("response body", exc, call, b"") from exc
         if response.status_code >= 300:
             raise self._status_error(response, call)
         return self.parse_completion(response.content, call)
@@ -341,7 +361,7 @@ class OpenAICompatibleProvider:
             return ChatCompletion.model_validate_json(content)
         except ValidationError as exc:
             payload = _loads(content)
-            if isinstance(payload, dict) and payload.get("error"):
+            if self.is_error_payload(payload):
                 raise _locate(self.map_stream_error(payload), call) from exc
             raise self._format_error("completion", exc, call, content) from exc
 
@@ -365,12 +385,16 @@ class OpenAICompatibleProvider:
             response = await self._http.send(self._request(body, key, call), stream=True)
         except httpx2.TransportError as exc:
             raise self._transport_error(exc, call) from exc
+        except httpx2.DecodingError as exc:
+            raise self._format_error("response body", exc, call, b"") from exc
         try:
             if response.status_code >= 300:
                 try:
                     await response.aread()
                 except httpx2.TransportError as exc:
                     raise self._transport_error(exc, call) from exc
+                except httpx2.DecodingError as exc:
+                    raise self._format_error("error body", exc, call, b"") from exc
                 raise self._status_error(response, call)
             async for chunk in self.iter_chunks(response, call):
                 yield chunk
@@ -402,6 +426,8 @@ class OpenAICompatibleProvider:
                 yield chunk
         except httpx2.TransportError as exc:
             raise self._transport_error(exc, call) from exc
+        except httpx2.DecodingError as exc:
+            raise self._format_error("event stream", exc, call, b"") from exc
         except SSEFormatError as exc:
             raise self._format_error("event stream", exc, call, exc.line) from exc
         if not finished:
@@ -422,6 +448,9 @@ class OpenAICompatibleProvider:
         try:
             return ChatCompletionChunk.model_validate_json(data)
         except ValidationError as exc:
+            payload = _loads(data)
+            if self.is_error_payload(payload):
+                raise _locate(self.map_stream_error(payload), call) from exc
             raise self._format_error("stream chunk", exc, call, data) from exc
 
     async def aclose(self) -> None:
@@ -434,10 +463,15 @@ async def _drain(byte_stream: AsyncIterator[bytes]) -> None:
     # connection go back to the pool; closing before it would discard the connection and make
     # the next request pay for a new one (measured: +0.8 ms on loopback). A server that keeps
     # the body open after [DONE] only costs this short wait, then the connection is dropped.
-    with contextlib.suppress(httpx2.TransportError, TimeoutError):
+    with contextlib.suppress(httpx2.TransportError, httpx2.DecodingError, TimeoutError):
         async with asyncio.timeout(_DRAIN_TIMEOUT_S):
             async for _rest in byte_stream:
                 pass
+
+
+def _usable_in_header(key: str) -> bool:
+    """A key that can travel in an HTTP header as it is: printable ASCII, no spaces."""
+    return key.isascii() and key.isprintable() and not any(c.isspace() for c in key)
 
 
 def _locate(error: ProviderError, call: ProviderCall) -> ProviderError:

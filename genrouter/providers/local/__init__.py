@@ -281,7 +281,7 @@ def _as_provider_error(error: BaseException, spec: ModelSpec) -> BaseException:
     """What to raise for a failure inside the worker: ours as they are, llama.cpp's wrapped."""
     if isinstance(error, GenRouterError | InvalidRequestError):
         return error
-    if isinstance(error, RuntimeError | ValueError | OSError):
+    if isinstance(error, Exception):  # llama.cpp, jinja, the schema converter…: all typed
         wrapped = LocalModelError(
             f"llama.cpp failed while generating: {error}", provider="local", model=spec.model
         )

@@ -195,7 +195,8 @@ def grammar_spec(request: ChatRequest, options: LocalOptions) -> GrammarSpec | N
             return GrammarSpec("json_schema", json.dumps(schema))
         return GrammarSpec("json_object")
     if kind == "json_schema":
-        schema = (fmt.get("json_schema") or {}).get("schema")
+        wrapper = fmt.get("json_schema")
+        schema = wrapper.get("schema") if isinstance(wrapper, Mapping) else None
         if not isinstance(schema, Mapping):
             raise InvalidRequestError(
                 "json_schema.schema must be a JSON schema object",

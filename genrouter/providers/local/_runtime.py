@@ -149,9 +149,13 @@ class _Channel:
         return self._stop
 
     def put(self, event: Event) -> None:
-        """Send *event* (worker thread); blocks while the reader is ``window`` behind."""
+        """Send *event* (worker thread); blocks while the reader is ``window`` behind.
+
+        After a stop, text is dropped but the final event (``Finished``/``Failed``) still goes
+        through: whoever waits for the end (the reader, an unload) must hear it.
+        """
         self._slots.acquire()
-        if self._stop.is_set():
+        if self._stop.is_set() and not isinstance(event, Finished | Failed):
             return
         try:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
@@ -240,21 +244,30 @@ def _render(loaded: _Loaded, plan: PromptPlan, model_id: str) -> tuple[list[int]
     return tokens, stops, text
 
 
-def _compile_grammar(spec: GrammarSpec | None) -> Any:
+def _compile_grammar(spec: GrammarSpec | None, llm: Any) -> Any:
     if spec is None:
         return None
+    import llama_cpp
     from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
+    param = "provider_options.local.grammar" if spec.kind == "gbnf" else "response_format"
     try:
         if spec.kind == "json_schema":
-            return LlamaGrammar.from_json_schema(spec.source or "{}", verbose=False)
-        return LlamaGrammar.from_string(
-            spec.source if spec.kind == "gbnf" and spec.source else JSON_GBNF, verbose=False
-        )
-    except (ValueError, RuntimeError) as exc:
-        raise InvalidRequestError(
-            f"cannot build a grammar from it: {exc}", param="response_format"
-        ) from exc
+            grammar = LlamaGrammar.from_json_schema(spec.source or "{}", verbose=False)
+        else:
+            source = spec.source if spec.kind == "gbnf" and spec.source else JSON_GBNF
+            grammar = LlamaGrammar.from_string(source, verbose=False)
+    except Exception as exc:  # llama-cpp-python's schema converter asserts on what it can't do
+        raise InvalidRequestError(f"cannot build a grammar from it: {exc}", param=param) from exc
+    # llama-cpp-python stores the text unchecked; a grammar llama.cpp cannot parse would reach
+    # the sampler as NULL and crash the process. Parse it once here and refuse it instead.
+    sampler = llama_cpp.llama_sampler_init_grammar(
+        llm._model.vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+    )
+    if not sampler:
+        raise InvalidRequestError("llama.cpp cannot parse this grammar", param=param)
+    llama_cpp.llama_sampler_free(sampler)
+    return grammar
 
 
 def _generate(loaded: _Loaded, job: GenerationJob, channel: _Channel, model_id: str) -> None:
@@ -271,7 +284,7 @@ def _generate(loaded: _Loaded, job: GenerationJob, channel: _Channel, model_id: 
                 model=model_id,
                 code="context_length_exceeded",
             )
-        grammar = _compile_grammar(job.grammar)
+        grammar = _compile_grammar(job.grammar, loaded.llm)
         style: Literal["template", "qa"] = "qa" if loaded.template is None else "template"
         channel.put(Started(style, len(tokens), text.rstrip().endswith(OPEN_TAG)))
         counter = _TokenCounter(channel.stop_event)
