@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -168,23 +169,30 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
     """
     raw_ms = headers.get("retry-after-ms")
     if raw_ms:
-        try:
-            return max(float(raw_ms) / 1000.0, 0.0)
-        except ValueError:
-            pass
+        seconds = _finite(raw_ms)
+        if seconds is not None:
+            return max(seconds / 1000.0, 0.0)
     raw = headers.get("retry-after")
     if not raw:
         return None
-    try:
-        return max(float(raw), 0.0)
-    except ValueError:
-        pass
+    seconds = _finite(raw)
+    if seconds is not None:
+        return max(seconds, 0.0)
     try:
         moment = email.utils.parsedate_to_datetime(raw)
     except (TypeError, ValueError):
         return None
     current = time.time() if now is None else now
     return max(moment.timestamp() - current, 0.0)
+
+
+def _finite(text: str) -> float | None:
+    """A finite number from a header value, or ``None`` ("nan" and "inf" are not waits)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _decode_body(body: bytes) -> Any:

@@ -411,7 +411,7 @@ class OpenAICompatibleProvider:
             async with contextlib.aclosing(response.aiter_bytes()) as byte_stream:
                 async for raw in byte_stream:
                     for _event, data in decoder.feed(raw):
-                        if data == b"[DONE]":
+                        if data.strip() == b"[DONE]":
                             await _drain(byte_stream)
                             return
                         chunk = self._parse_chunk(data, call)
@@ -419,7 +419,7 @@ class OpenAICompatibleProvider:
                             finished = any(c.finish_reason for c in chunk.choices)
                         yield chunk
             for _event, data in decoder.flush():
-                if data == b"[DONE]":
+                if data.strip() == b"[DONE]":
                     return
                 chunk = self._parse_chunk(data, call)
                 finished = finished or any(c.finish_reason for c in chunk.choices)
