@@ -40,7 +40,10 @@ if TYPE_CHECKING:
 __all__ = ["AsyncClient", "AsyncHooks", "ModelStatus"]
 
 MessageInput = Iterable[Mapping[str, Any] | BaseModel]
-_LOOPBACK = ("localhost", "127.", "::1", "[::1]")
+
+
+def _is_loopback(host: str | None) -> bool:
+    return bool(host) and (host in ("localhost", "::1") or str(host).startswith("127."))
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +226,7 @@ class AsyncClient:
                 known = (provider.is_remote, provider.is_remote and _off_machine(provider))
             else:
                 host = urlsplit(config.base_url).hostname if config.base_url else None
-                known = (True, not (host and host.startswith(_LOOPBACK)))
+                known = (True, not _is_loopback(host))
             self._localities[spec.provider] = known
         return known
 
@@ -391,4 +394,4 @@ def _off_machine(provider: Provider) -> bool:
     if not isinstance(base_url, str):
         return provider.is_remote
     host = urlsplit(base_url).hostname or ""
-    return not host.startswith(_LOOPBACK)
+    return not _is_loopback(host)

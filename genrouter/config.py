@@ -16,6 +16,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -73,6 +74,20 @@ class ProviderConfig(_Strict):
     models_dir: str | None = None
     idle_unload_s: float | None = Field(default=None, gt=0)
     preload: list[str] = Field(default_factory=list)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_is_http(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises on a port out of range or not a number
+        except ValueError as exc:
+            raise ValueError(f"not a valid URL: {value!r} ({exc})") from exc
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected an http(s) URL such as https://host/v1, got {value!r}")
+        return value.rstrip("/")
 
     @field_validator("api_key")
     @classmethod

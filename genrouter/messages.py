@@ -172,7 +172,8 @@ def first_validation_error(exc: ValidationError, prefix: str) -> tuple[str, str]
         ):
             parts.append(f".{item}")
         previous = item
-    return prefix + "".join(parts), err["msg"]
+    message = err["msg"].removeprefix("Value error, ")
+    return prefix + "".join(parts), message
 
 
 def parse_messages(messages: Iterable[Mapping[str, Any] | BaseModel]) -> list[Message]:

@@ -135,9 +135,18 @@ class ChatRequest(BaseModel):
         )
 
     def continued(self, partial_text: str) -> ChatRequest:
-        """This request asking to continue *partial_text* (an assistant prefix), for resume."""
-        prefix = AssistantMessage(content=partial_text, partial=True)
-        return self.model_copy(update={"messages": [*self.messages, prefix]})
+        """This request asking to continue *partial_text* (an assistant prefix), for resume.
+
+        If the caller's last message already was a partial assistant prefix, the new text
+        extends it: the model continues one answer, not two.
+        """
+        messages = list(self.messages)
+        last = messages[-1] if messages else None
+        if isinstance(last, AssistantMessage) and last.partial and isinstance(last.content, str):
+            messages[-1] = AssistantMessage(content=last.content + partial_text, partial=True)
+        else:
+            messages.append(AssistantMessage(content=partial_text, partial=True))
+        return self.model_copy(update={"messages": messages})
 
 
 def build_request(params: Mapping[str, Any]) -> ChatRequest:

@@ -100,6 +100,16 @@ def test_json_file_and_dict_load(tmp_path: Path) -> None:
             "unknown route 'b'",
         ),
         (
+            {"providers": {"vllm": {"type": "openai_compatible", "base_url": "http://h:99999/v1"}}},
+            "providers.vllm.base_url",
+            "Port out of range",
+        ),
+        (
+            {"providers": {"vllm": {"type": "openai_compatible", "base_url": "ftp://h/v1"}}},
+            "providers.vllm.base_url",
+            "expected an http(s) URL",
+        ),
+        (
             {"models": {"local/x": {"n_ctx": -1}}},
             "models.'local/x'.n_ctx",
             "greater than 0",
@@ -239,3 +249,24 @@ def test_unreadable_or_malformed_files_raise_config_errors(tmp_path: Path) -> No
     good_yaml = tmp_path / "ok.yml"
     good_yaml.write_text("routes:\n  default:\n    candidates: [o3-mini]\n")
     assert load_config(good_yaml).routes["default"].candidates == ["o3-mini"]
+
+
+def test_resume_extends_a_partial_prefix_the_caller_already_gave() -> None:
+    request = build_request(
+        {
+            "model": "m",
+            "messages": [
+                {"role": "user", "content": "Write a poem"},
+                {"role": "assistant", "content": "Roses are", "partial": True},
+            ],
+        }
+    )
+    continued = request.continued(" red,")
+    assert len(continued.messages) == 2
+    assert continued.messages[-1].content == "Roses are red,"
+    fresh = build_request({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    assert fresh.continued("Hel").messages[-1].model_dump(exclude_none=True) == {
+        "role": "assistant",
+        "content": "Hel",
+        "partial": True,
+    }

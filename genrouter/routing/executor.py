@@ -236,7 +236,9 @@ class Execution:
                 spec.provider, now, whole_network=self.env.is_off_machine(provider)
             )
         circuit = self.env.health.circuit(spec.id)
-        if classify(error, self.route.retry) is Action.RETRY or is_connect_failure(error):
+        transient = classify(error, self.route.retry) is Action.RETRY
+        # A slow first token is the model's health too, though it moves on rather than retries.
+        if transient or is_connect_failure(error) or isinstance(error, FirstTokenTimeoutError):
             circuit.record_failure(now, ticket)
         else:
             circuit.release(ticket)
