@@ -66,6 +66,9 @@ class AsyncClient:
     provider when ``opentelemetry-api`` is installed, ``False`` turns them off, and a
     ``TracerProvider`` is used instead of the global one.
     ``providers`` supplies instances for providers declared ``type = "custom"``.
+    ``http_client`` replaces the pool the client would build (it is then not closed by
+    ``aclose``). ``token_counter`` lets clients share one :class:`~genrouter.tokens.TokenCounter`
+    (its tokenizer files load once, ~0.3 s each, instead of once per client).
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class AsyncClient:
         tracing: Any = None,
         providers: Mapping[str, Provider] | None = None,
         http_client: httpx2.AsyncClient | None = None,
+        token_counter: TokenCounter | None = None,
         clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
     ) -> None:
@@ -92,7 +96,7 @@ class AsyncClient:
                     "declared custom but no instance was given in providers=",
                     location=f"providers.{name}",
                 )
-        self._tokens: TokenCounter | None = None
+        self._tokens: TokenCounter | None = token_counter
         self._clock = clock
         self._closed = False
         self._localities: dict[str, tuple[bool, bool]] = {}

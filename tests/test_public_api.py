@@ -94,3 +94,15 @@ def test_two_clients_share_no_state() -> None:
     a.health.circuit("openai/o3-mini").record_failure(0)
     assert b.health.circuits == {}
     assert a.health is not b.health
+
+
+def test_clients_can_share_a_token_counter_explicitly() -> None:
+    from genrouter.tokens import TokenCounter
+
+    counter = TokenCounter()
+    config = {"routes": {"default": {"candidates": ["o3-mini"]}}}
+    a = genrouter.AsyncClient(config, env={}, token_counter=counter)
+    b = genrouter.AsyncClient(config, env={}, token_counter=counter)
+    hello = [{"role": "user", "content": "hello"}]
+    assert a.route(messages=hello).prompt_tokens == b.route(messages=hello).prompt_tokens > 0
+    assert a._token_counter() is b._token_counter() is counter

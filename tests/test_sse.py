@@ -71,3 +71,15 @@ def test_non_sse_body_is_refused() -> None:
 def test_json_body_instead_of_events_is_refused() -> None:
     with pytest.raises(SSEFormatError):
         SSEDecoder().feed(b'{"error": {"message": "nope"}}\n')
+
+
+def test_a_byte_order_mark_at_the_start_is_skipped_even_when_split() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"\xef") == []
+    assert decoder.feed(b"\xbb\xbfdata: {}\n\n") == [(None, b"{}")]
+
+
+def test_a_line_without_end_is_refused_beyond_the_cap() -> None:
+    decoder = SSEDecoder(max_line=64)
+    with pytest.raises(SSEFormatError):
+        decoder.feed(b"data: " + b"x" * 100)

@@ -34,16 +34,26 @@ class SSEFormatError(ValueError):
 class SSEDecoder:
     """Turns byte chunks (split anywhere) into complete server-sent events."""
 
-    __slots__ = ("_buffer", "_data", "_event")
+    __slots__ = ("_buffer", "_data", "_event", "_max_line", "_started")
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_line: int = 16 * 1024 * 1024) -> None:
+        # A line longer than *max_line* is not a chat stream (a chunk is a few hundred bytes):
+        # it is refused rather than buffered without bound.
+        self._max_line = max_line
         self._buffer = b""
         self._data: list[bytes] = []
         self._event: str | None = None
+        self._started = False
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Add *chunk*; return the events it completed (possibly none)."""
         buffer = self._buffer + chunk if self._buffer else chunk
+        if not self._started and buffer:
+            if len(buffer) < 3 and b"\xef\xbb\xbf".startswith(buffer):
+                self._buffer = buffer  # maybe the start of a byte-order mark: wait for more
+                return []
+            self._started = True
+            buffer = buffer.removeprefix(b"\xef\xbb\xbf")  # the spec allows one at the start
         held = b""
         if b"\r" in buffer:
             # A trailing \r may be the first half of a \r\n split across chunks: hold it back.
@@ -51,6 +61,8 @@ class SSEDecoder:
                 buffer, held = buffer[:-1], b"\r"
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         *lines, rest = buffer.split(b"\n")
+        if len(rest) > self._max_line:
+            raise SSEFormatError(rest[:120])
         self._buffer = rest + held
         events: list[ServerSentEvent] = []
         for line in lines:
