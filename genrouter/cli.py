@@ -160,7 +160,7 @@ async def _preload_first(client: AsyncClient, decision: RouteDecision, err: Text
     """Load a local first choice with visible progress rather than a silent pause."""
     if not decision.plan:
         return
-    spec = client._planner.spec(decision.plan[0])
+    spec = client.model_spec(decision.plan[0])
     if spec is None or not spec.local:
         return
     provider = client.provider(spec.provider)

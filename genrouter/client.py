@@ -247,6 +247,10 @@ class AsyncClient:
         plan = self._planner.plan(request, has_key=self._has_key, locality=self._locality)
         return request, plan
 
+    def model_spec(self, name: str) -> ModelSpec | None:
+        """The catalog entry for a model id or alias (or an uncatalogued ``provider/model``)."""
+        return self._planner.spec(name)
+
     def route(self, *, model: str = "auto", messages: MessageInput, **params: Any) -> RouteDecision:
         """Dry run: the routing decision for this request, without calling any model."""
         _, plan = self._plan({"model": model, "messages": messages, **params})
@@ -262,7 +266,7 @@ class AsyncClient:
                 reason = None if usable else "no model file found (set `path` in config)"
             else:
                 usable = self._has_key(spec.provider)
-                reason = None if usable else self._planner._missing_credentials(spec, self._has_key)
+                reason = None if usable else self._planner.missing_credentials(spec, self._has_key)
             statuses.append(ModelStatus(spec, usable, reason))
         return statuses
 

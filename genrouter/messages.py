@@ -1,7 +1,8 @@
 """Request messages in OpenAI's chat format, validated at the door.
 
-Plain dicts are accepted everywhere a message is; :func:`parse_messages` turns them into these
-models or raises :class:`~genrouter.errors.InvalidRequestError` naming the bad field.
+Plain dicts are accepted everywhere a message is; :func:`genrouter.request.build_request`
+validates them into these models or raises :class:`~genrouter.errors.InvalidRequestError`
+naming the bad field.
 
 Images are ``{"type": "image_url", "image_url": {"url": ...}}`` where the URL may be http(s),
 a ``data:`` URI, a ``file://`` URL or a plain local path; local files are read and sent as data
@@ -12,12 +13,10 @@ for a list of frame images.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Annotated, Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-
-from genrouter.errors import InvalidRequestError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = [
     "AssistantMessage",
@@ -35,7 +34,6 @@ __all__ = [
     "VideoURL",
     "first_validation_error",
     "message_text",
-    "parse_messages",
 ]
 
 
@@ -139,9 +137,6 @@ Message = Annotated[
     Field(discriminator="role"),
 ]
 
-_MESSAGES: TypeAdapter[list[Message]] = TypeAdapter(list[Message])
-
-
 # Tags pydantic puts in error locations for tagged unions (after a list index) and the labels
 # of plain union branches; neither is a field the caller wrote.
 _UNION_TAGS = frozenset(
@@ -174,24 +169,6 @@ def first_validation_error(exc: ValidationError, prefix: str) -> tuple[str, str]
         previous = item
     message = err["msg"].removeprefix("Value error, ")
     return prefix + "".join(parts), message
-
-
-def parse_messages(messages: Iterable[Mapping[str, Any] | BaseModel]) -> list[Message]:
-    """Validate *messages* (dicts or models) into typed messages.
-
-    Raises :class:`InvalidRequestError` naming the first bad field, e.g.
-    ``messages[1].content: Field required``.
-    """
-    if isinstance(messages, str | bytes | Mapping):
-        raise InvalidRequestError("expected a list of messages", param="messages")
-    items = list(messages)
-    if not items:
-        raise InvalidRequestError("at least one message is required", param="messages")
-    try:
-        return _MESSAGES.validate_python(items)
-    except ValidationError as exc:
-        loc, msg = first_validation_error(exc, "messages")
-        raise InvalidRequestError(msg, param=loc) from None
 
 
 def message_text(content: str | Sequence[BaseModel] | None) -> str:

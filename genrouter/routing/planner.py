@@ -162,7 +162,8 @@ class Planner:
 
     # -- facts and decision -------------------------------------------------------------------
 
-    def _missing_credentials(self, spec: ModelSpec, has_key: Callable[[str], bool]) -> str | None:
+    def missing_credentials(self, spec: ModelSpec, has_key: Callable[[str], bool]) -> str | None:
+        """Why *spec* cannot authenticate now (``no credentials: set VAR``), or ``None``."""
         if spec.local or has_key(spec.provider):
             return None
         config = self._provider_configs[spec.provider]
@@ -215,7 +216,7 @@ class Planner:
                     prompt_tokens=tokens,
                     prompt_tokens_method=method,
                     fallback=fallback,
-                    missing_credentials=self._missing_credentials(spec, has_key),
+                    missing_credentials=self.missing_credentials(spec, has_key),
                     blocked=self._blocked(spec, now),
                     offline=self._offline(spec, remote, off_machine, now),
                     observed=self.health.latency.get(spec.id),
