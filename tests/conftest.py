@@ -8,6 +8,12 @@ import pytest
 
 from genrouter.testing import FakeLLMServer
 
+# The real llama.cpp OpenAI server (session-scoped; skipped where it cannot run, unless CI
+# requires it): see tests/real_servers.py.
+from tests.real_servers import llama_server
+
+__all__ = ["fake_server", "llama_server"]
+
 
 @pytest.fixture
 def fake_server() -> Iterator[FakeLLMServer]:
