@@ -149,3 +149,23 @@ def test_sync_client_refresh_and_cli_refresh(
     assert "openai: 2 models listed, added openai/gpt-7-nova" in err
     assert "openai/gpt-7-nova (added by refresh)" in out
     assert (tmp_path / "cli" / "models.json").is_file()
+
+
+async def test_any_openai_compatible_server_is_refreshed_too(
+    fake_server: FakeLLMServer, tmp_path: Path
+) -> None:
+    fake_server.set_models(["llama-3.3-70b-instruct", "bge-m3-embedding"])
+    config = {
+        "providers": {
+            "vllm": {"type": "openai_compatible", "base_url": fake_server.openai_base_url}
+        }
+    }
+    async with AsyncClient(config, env={}, model_cache=tmp_path / "m.json") as client:
+        report = await client.refresh_models()
+        assert [(p.provider, p.added) for p in report.providers] == [
+            ("vllm", ("vllm/llama-3.3-70b-instruct",))
+        ]
+        spec = client.model_spec("vllm/llama-3.3-70b-instruct")
+        assert spec is not None and spec.added_by_refresh
+        models = {s.spec.id: s for s in client.models()}
+        assert models["vllm/llama-3.3-70b-instruct"].usable
