@@ -4,7 +4,11 @@ a corrupt cache file."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -169,3 +173,48 @@ async def test_any_openai_compatible_server_is_refreshed_too(
         assert spec is not None and spec.added_by_refresh
         models = {s.spec.id: s for s in client.models()}
         assert models["vllm/llama-3.3-70b-instruct"].usable
+
+
+def test_refresh_offline_for_real_keeps_the_cache_and_says_why(tmp_path: Path) -> None:
+    """With no network at all (``unshare -rn``: loopback only, DNS fails), a refresh reports
+    the failure, exits 0, leaves the old cache byte for byte, and the old list still applies."""
+    if (
+        shutil.which("unshare") is None
+        or subprocess.run(["unshare", "-rn", "true"], capture_output=True, check=False).returncode
+    ):
+        pytest.skip("unshare -rn is not available here")
+    cache = tmp_path / "models.json"
+    old = {
+        "version": 1,
+        "providers": {
+            "openai": {
+                "url": "https://api.openai.com/v1/models",
+                "fetched_on": "2026-11-30",
+                "models": [{"id": "gpt-7-nova"}],
+            }
+        },
+    }
+    cache.write_text(json.dumps(old))
+    before = cache.read_bytes()
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env.update(
+        OPENAI_API_KEY="sk-offline-test-123456",
+        GENROUTER_CACHE_DIR=str(tmp_path),
+        PYTHONPATH=str(Path(__file__).resolve().parent.parent),
+    )
+    env.pop("GENROUTER_CONFIG", None)
+    done = subprocess.run(
+        ["unshare", "-rn", sys.executable, "-m", "genrouter.cli", "models", "--refresh"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "openai: not refreshed (ConnectError" in done.stderr
+    assert "previous list kept" in done.stderr
+    assert "sk-offline-test-123456" not in done.stderr + done.stdout
+    assert "openai/gpt-7-nova (added by refresh)" in done.stdout
+    assert cache.read_bytes() == before

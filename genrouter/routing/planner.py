@@ -296,7 +296,7 @@ class Planner:
         note = deprecation_note(specs[decision.plan[0]], today)
         if note is not None:
             self._warned_deprecated.add(decision.plan[0])
-            warnings.warn(note, GenRouterDeprecationWarning, stacklevel=4)
+            warnings.warn(note, GenRouterDeprecationWarning, stacklevel=5)
 
 
 def refuse_empty(decision: RouteDecision, budget: Budget | None, now: float) -> None:
