@@ -256,7 +256,7 @@ async def _models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _price_source(spec: ModelSpec) -> str:
     """When the price was checked, and ``(unverified)`` unless the vendor's page said so."""
-    if spec.local:
+    if spec.local or spec.input_price is None:
         return "-"
     priced = [s for s in spec.sources if {"input_price", "output_price"} & set(s.facts)]
     if not priced:
