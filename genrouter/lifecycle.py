@@ -13,13 +13,25 @@ works, with a warning once per client and a note in the route info.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Literal
 
 from genrouter.catalog import ModelSpec
+from genrouter.errors import ModelRetiredError
 
-__all__ = ["Lifecycle", "Status", "deprecation_note", "lifecycle", "retired_reason", "utc_today"]
+__all__ = [
+    "Lifecycle",
+    "Status",
+    "deprecation_note",
+    "lifecycle",
+    "resolve_retired",
+    "retired_reason",
+    "utc_today",
+]
+
+_MAX_SUCCESSOR_HOPS = 5  # a chain of successors longer than this is a catalog mistake
 
 Status = Literal["live", "deprecated", "retired"]
 
@@ -77,3 +89,41 @@ def deprecation_note(spec: ModelSpec, today: date) -> str | None:
     until = f", shuts down on {spec.shutdown_on}" if spec.shutdown_on else ""
     instead = f"; move to {spec.successor}" if spec.successor else ""
     return f"{spec.id} is deprecated{until}{instead}"
+
+
+def resolve_retired(
+    spec: ModelSpec,
+    today: date,
+    *,
+    follow: bool,
+    lookup: Callable[[str], ModelSpec | None],
+) -> tuple[ModelSpec, list[str]]:
+    """The model to use when a request names *spec*, and notes saying why.
+
+    *spec* itself while it answers on *today*. Once retired: its successor (then that one's,
+    if retired too) when *follow* is set and *lookup* knows it, with a note per step;
+    otherwise :class:`~genrouter.errors.ModelRetiredError` naming what to use instead.
+    """
+    notes: list[str] = []
+    for _ in range(_MAX_SUCCESSOR_HOPS):
+        if retired_reason(spec, today) is None:
+            break
+        successor = lookup(spec.successor) if spec.successor else None
+        if not follow or successor is None:
+            hint = (
+                f"; use {spec.successor} instead (or set follow_successors = true)"
+                if spec.successor
+                else "; it has no known successor"
+            )
+            raise ModelRetiredError(
+                f"{spec.id} was retired on {spec.shutdown_on}{hint}",
+                model=spec.id,
+                shutdown_on=spec.shutdown_on,
+                successor=spec.successor,
+            )
+        notes.append(
+            f"{spec.id} was retired on {spec.shutdown_on}; "
+            f"following its successor {successor.id} (follow_successors = true)"
+        )
+        spec = successor
+    return spec, notes

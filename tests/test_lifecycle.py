@@ -20,7 +20,7 @@ from genrouter import (
 )
 from genrouter.catalog import load_builtin_catalog
 from genrouter.cli import main
-from genrouter.lifecycle import lifecycle, retired_reason, utc_today
+from genrouter.lifecycle import lifecycle, resolve_retired, retired_reason, utc_today
 from genrouter.routing.planner import ZERO_CONFIG_REMOTE
 from genrouter.testing import FakeLLMServer, Reply
 
@@ -77,6 +77,23 @@ def test_every_dated_fact_and_price_has_a_source_and_successors_exist() -> None:
     # What the vendor's own page confirmed is marked so, and what it did not is not.
     assert any(s.verified for s in catalog.get("dashscope/qwen-vl-max").sources)
     assert not catalog.get("openai/o3-mini").verified
+
+
+def test_resolve_retired_follows_a_chain_only_when_asked() -> None:
+    catalog = load_builtin_catalog().merged(
+        {"openai/gpt-6-luna": {"shutdown_on": "2027-06-01", "successor": "openai/gpt-6.1-sol"}}
+    )
+    o3 = catalog.get("o3-mini")
+    later = date(2027, 6, 1)
+    spec, notes = resolve_retired(o3, later, follow=True, lookup=catalog.resolve)
+    assert spec.id == "openai/gpt-6.1-sol"
+    assert len(notes) == 2 and "openai/gpt-6-luna was retired on 2027-06-01" in notes[1]
+    with pytest.raises(ModelRetiredError, match="use openai/gpt-6-luna instead"):
+        resolve_retired(o3, later, follow=False, lookup=catalog.resolve)
+    orphan = o3.model_copy(update={"successor": None})
+    with pytest.raises(ModelRetiredError, match="no known successor"):
+        resolve_retired(orphan, later, follow=True, lookup=catalog.resolve)
+    assert resolve_retired(o3, date(2026, 1, 1), follow=False, lookup=catalog.resolve) == (o3, [])
 
 
 def test_utc_today_is_a_date() -> None:

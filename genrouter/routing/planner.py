@@ -19,11 +19,10 @@ from genrouter.errors import (
     BudgetExceededError,
     GenRouterDeprecationWarning,
     InvalidRequestError,
-    ModelRetiredError,
     NoCandidateError,
     UnsupportedInputError,
 )
-from genrouter.lifecycle import deprecation_note, retired_reason, utc_today
+from genrouter.lifecycle import deprecation_note, resolve_retired, utc_today
 from genrouter.request import ChatRequest
 from genrouter.routing.budget import Budget
 from genrouter.routing.decision import CandidateFacts, decide
@@ -40,7 +39,6 @@ __all__ = ["DEFAULT_KEY_ENV", "ZERO_CONFIG_REMOTE", "Plan", "Planner", "refuse_e
 # its key is set. Local models found on this machine follow as fallbacks. Live models only
 # (see docs/providers.md for their lifecycle); a model past its shutdown date is excluded anyway.
 ZERO_CONFIG_REMOTE = ("openai/gpt-6-luna", "dashscope/qwen3.6-plus", "dashscope/qwen3-vl-plus")
-_MAX_SUCCESSOR_HOPS = 5
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "dashscope": "DASHSCOPE_API_KEY"}
 _O_SERIES_PREFIXES = ("o1", "o3", "o4")
 
@@ -144,33 +142,6 @@ class Planner:
         self._single_routes.clear()
         self._zero_config = None
 
-    def _follow_retired(self, spec: ModelSpec, today: date) -> tuple[ModelSpec, list[str]]:
-        """*spec* if it still answers on *today*; else its successor (config permitting)."""
-        notes: list[str] = []
-        for _ in range(_MAX_SUCCESSOR_HOPS):
-            reason = retired_reason(spec, today)
-            if reason is None:
-                return spec, notes
-            successor = self.catalog.resolve(spec.successor) if spec.successor else None
-            if not self.config.follow_successors or successor is None:
-                hint = (
-                    f"; use {spec.successor} instead (or set follow_successors = true)"
-                    if spec.successor
-                    else "; it has no known successor"
-                )
-                raise ModelRetiredError(
-                    f"{spec.id} was retired on {spec.shutdown_on}{hint}",
-                    model=spec.id,
-                    shutdown_on=spec.shutdown_on,
-                    successor=spec.successor,
-                )
-            notes.append(
-                f"{spec.id} was retired on {spec.shutdown_on}; "
-                f"following its successor {successor.id} (follow_successors = true)"
-            )
-            spec = successor
-        return spec, notes
-
     def resolve(
         self, request: ChatRequest, today: date | None = None
     ) -> tuple[str, RouteConfig, dict[str, ModelSpec], str | None]:
@@ -201,7 +172,9 @@ class Planner:
                 "an alias, a configured route name, or 'auto'",
                 param="model",
             )
-        spec, notes = self._follow_retired(spec, today)
+        spec, notes = resolve_retired(
+            spec, today, follow=self.config.follow_successors, lookup=self.catalog.resolve
+        )
         single = self._single_routes.get(spec.id)
         if single is None:
             single = self._single_routes[spec.id] = (
