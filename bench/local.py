@@ -7,7 +7,7 @@ runs alternate between the two and the medians are reported:
 * decode speed: tokens/s between the first and the last token of a stream;
 * time to first token, from the call to the first text;
 * time to first token of an offline fallback through the router: a client whose route tries
-  ``openai/o3-mini`` first, on a machine whose network refuses every connection (an HTTP pool
+  ``openai/gpt-6-luna`` first, on a machine whose network refuses every connection (an HTTP pool
   that fails each connect, so nothing leaves the machine), with this model as the fallback.
   The first such request pays the failed connect; later ones skip the remote model at once.
 
@@ -89,7 +89,7 @@ def _offline_client(spec: ModelSpec) -> AsyncClient:
     fields = spec.model_dump(exclude={"id", "provider", "model", "aliases"}, exclude_defaults=True)
     config = {
         "models": {spec.id: fields} if spec.id == "local/bench" else {},
-        "routes": {"default": {"candidates": ["openai/o3-mini"], "fallbacks": [spec.id]}},
+        "routes": {"default": {"candidates": ["openai/gpt-6-luna"], "fallbacks": [spec.id]}},
     }
     return AsyncClient(
         config,
@@ -107,7 +107,7 @@ async def router_ttft(client: AsyncClient, params: dict[str, Any]) -> float:
         async for chunk in stream:
             if first is None and chunk.choices and chunk.choices[0].delta.content:
                 first = time.perf_counter()
-    assert stream.route.model is not None and stream.route.model != "openai/o3-mini"
+    assert stream.route.model is not None and stream.route.model != "openai/gpt-6-luna"
     return (first or time.perf_counter()) - started
 
 

@@ -47,7 +47,10 @@ async def main() -> None:
                     "objective": "cost",
                 },
                 "vision": {
-                    "candidates": ["dashscope/qwen-vl-max", "dashscope/qwen-vl-plus"],
+                    "candidates": [
+                        "dashscope/qwen2.5-vl-72b-instruct",
+                        "dashscope/qwen2.5-vl-7b-instruct",
+                    ],
                     "objective": "cost",
                 },
             },

@@ -1,7 +1,7 @@
 """Retries, fallbacks and the route info, against the bundled fake server (no keys, no network).
 
 OpenAI answers 429 (with Retry-After) and then three 503s; genrouter retries, gives up on
-o3-mini, and DashScope's Qwen2.5-Max answers. The route info tells the whole story.
+gpt-6-luna, and DashScope's Qwen2.5-Max answers. The route info tells the whole story.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ async def main() -> None:
         server.enqueue(
             Reply.error(429, code="rate_limit_exceeded", headers={"Retry-After": "0.2"}),
             *[Reply.error(503, code="overloaded")] * 3,
-            model="o3-mini",
+            model="gpt-6-luna",
         )
         server.enqueue(Reply.text("Paris is the capital of France."), model="qwen-max")
         config = {
@@ -29,7 +29,7 @@ async def main() -> None:
             },
             "routes": {
                 "default": {
-                    "candidates": ["openai/o3-mini", "dashscope/qwen-max"],
+                    "candidates": ["openai/gpt-6-luna", "dashscope/qwen-max"],
                     "retry": {"attempts": 4, "backoff": {"initial_ms": 50, "max_ms": 200}},
                 }
             },

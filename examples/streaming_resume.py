@@ -22,12 +22,12 @@ async def main() -> None:
                 "openai": {"type": "openai", "base_url": server.openai_base_url},
                 "dashscope": {"type": "dashscope", "base_url": server.dashscope_base_url},
             },
-            "routes": {"default": {"candidates": ["openai/o3-mini", "dashscope/qwen-max"]}},
+            "routes": {"default": {"candidates": ["openai/gpt-6-luna", "dashscope/qwen-max"]}},
         }
         keys = {"OPENAI_API_KEY": "sk-example", "DASHSCOPE_API_KEY": "sk-example"}
         story = ["Once upon a time ", "a robot ", "learned to paint."]
         async with AsyncClient(config, env=keys) as client:
-            server.enqueue(Reply(chunks=story, cut_after=2), model="o3-mini")
+            server.enqueue(Reply(chunks=story, cut_after=2), model="gpt-6-luna")
             stream = await client.chat.completions.create(messages=QUESTION, stream=True)
             try:
                 async for chunk in stream:
@@ -35,7 +35,7 @@ async def main() -> None:
             except StreamInterruptedError as exc:
                 print(f"\n-> interrupted; the caller has exactly {exc.partial_text!r}")
 
-            server.enqueue(Reply(chunks=story, cut_after=2), model="o3-mini")
+            server.enqueue(Reply(chunks=story, cut_after=2), model="gpt-6-luna")
             server.enqueue(Reply(chunks=["learned to paint."]), model="qwen-max")
             stream = await client.chat.completions.create(
                 messages=QUESTION, stream=True, resume=True

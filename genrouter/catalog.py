@@ -18,9 +18,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from genrouter.errors import ConfigError
 from genrouter.messages import first_validation_error
 
-__all__ = ["Catalog", "Modality", "ModelSpec", "load_builtin_catalog"]
+__all__ = ["Catalog", "FactSource", "Modality", "ModelSpec", "load_builtin_catalog"]
 
 Modality = Literal["text", "image", "video", "audio"]
+
+
+class FactSource(BaseModel):
+    """Where some of a model's facts came from, when that was checked, and whether the page
+    was the vendor's own (``verified``) or something less certain (an archive, a reseller)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    checked_on: date
+    verified: bool = False
+    facts: tuple[str, ...] = ()  # field names this source supports, e.g. ("shutdown_on",)
+    note: str | None = None
 
 
 class ModelSpec(BaseModel):
@@ -57,6 +70,13 @@ class ModelSpec(BaseModel):
     unsupported_params: tuple[str, ...] = ()
     defaults: Mapping[str, Any] = Field(default_factory=dict)
 
+    # Lifecycle: announced deprecation, shutdown (the model stops answering) and what replaces it.
+    deprecated_on: date | None = None
+    shutdown_on: date | None = None
+    successor: str | None = None
+    sources: tuple[FactSource, ...] = ()
+    added_by_refresh: bool = False  # listed by the provider but unknown to the catalog
+
     # Latency priors until the client has observed the model.
     prior_ttft_ms: float = Field(default=800.0, gt=0)
     prior_tokens_per_s: float = Field(default=50.0, gt=0)
@@ -76,6 +96,11 @@ class ModelSpec(BaseModel):
         if not self.id.startswith(self.provider + "/"):
             raise ValueError(f"id {self.id!r} must start with its provider {self.provider!r}/")
         return self
+
+    @property
+    def verified(self) -> bool:
+        """Whether every recorded source is the vendor's own page (no sources: ``False``)."""
+        return bool(self.sources) and all(s.verified for s in self.sources)
 
     @property
     def name(self) -> str:

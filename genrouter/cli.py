@@ -5,6 +5,7 @@
     genrouter chat "What is the capital of Japan?"      # streams an answer, says who answered
     echo "Summarise this" | genrouter chat --explain    # reads stdin; shows the decision first
     genrouter models                                    # the catalog, and what is usable here
+    genrouter models --refresh                          # first re-read the providers' model lists
     genrouter route --explain "Describe this" --image cat.png
 
 The answer goes to stdout; everything about it (route, progress, errors) goes to stderr, so
@@ -21,6 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from genrouter.catalog import ModelSpec
 from genrouter.client import AsyncClient
 from genrouter.errors import GenRouterError
 from genrouter.routing.explain import render_route_info, render_table
@@ -65,7 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     add_request_args(route)
     route.add_argument("--explain", action="store_true", help="(the default) explain the decision")
 
-    sub.add_parser("models", help="list the catalog and what is usable here")
+    models = sub.add_parser("models", help="list the catalog and what is usable here")
+    models.add_argument(
+        "--refresh",
+        action="store_true",
+        help="first read each keyed provider's model list into the local cache",
+    )
     return parser
 
 
@@ -214,8 +221,11 @@ async def _route(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
     return 0
 
 
-async def _models(args: argparse.Namespace, out: TextIO) -> int:
+async def _models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     async with AsyncClient(args.config) as client:
+        if args.refresh:
+            report = await client.refresh_models()
+            err.write(report.summary() + "\n")
         rows = []
         for status in client.models():
             spec = status.spec
@@ -230,18 +240,29 @@ async def _models(args: argparse.Namespace, out: TextIO) -> int:
             )
             rows.append(
                 [
-                    spec.id,
+                    spec.id + (" (added by refresh)" if spec.added_by_refresh else ""),
                     ",".join(sorted(spec.input_modalities)),
                     f"{spec.context_window:,}",
                     price,
+                    _price_source(spec),
+                    status.lifecycle,
                     "yes" if status.usable else f"no: {status.reason}",
                 ]
             )
-        out.write(
-            render_table(["model", "input", "context", "USD per 1M in / out", "usable"], rows)
-            + "\n"
-        )
+        headers = ["model", "input", "context", "USD per 1M in / out", "price checked", "status"]
+        out.write(render_table([*headers, "usable"], rows) + "\n")
     return 0
+
+
+def _price_source(spec: ModelSpec) -> str:
+    """When the price was checked, and ``(unverified)`` unless the vendor's page said so."""
+    if spec.local or spec.input_price is None:
+        return "-"
+    priced = [s for s in spec.sources if {"input_price", "output_price"} & set(s.facts)]
+    if not priced:
+        return str(spec.price_date) if spec.price_date else "?"
+    checked = max(s.checked_on for s in priced)
+    return f"{checked}" + ("" if all(s.verified for s in priced) else " (unverified)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -253,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_chat(args, out, err, sys.stdin))
         if args.command == "route":
             return asyncio.run(_route(args, out, sys.stdin))
-        return asyncio.run(_models(args, out))
+        return asyncio.run(_models(args, out, err))
     except GenRouterError as exc:
         err.write(f"genrouter: {type(exc).__name__}: {exc}\n")
         return 1

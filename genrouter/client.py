@@ -13,15 +13,18 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, overload
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
-from genrouter.catalog import ModelSpec
+from genrouter.catalog import Catalog, ModelSpec, load_builtin_catalog
 from genrouter.config import Config, load_config
-from genrouter.errors import ConfigError
+from genrouter.errors import ConfigError, redact
+from genrouter.lifecycle import lifecycle
 from genrouter.providers import Provider, create_provider
 from genrouter.request import ChatRequest, build_request
 from genrouter.routing.budget import Budget
@@ -35,6 +38,7 @@ from genrouter.types import ChatCompletion, RouteDecision
 if TYPE_CHECKING:
     import httpx2
 
+    from genrouter.refresh import RefreshReport
     from genrouter.tokens import TokenCounter
 
 __all__ = ["AsyncClient", "AsyncHooks", "ModelStatus"]
@@ -53,6 +57,7 @@ class ModelStatus:
     spec: ModelSpec
     usable: bool
     reason: str | None
+    lifecycle: str = "live"  # "live", "deprecated until …", "retired on … -> successor"
 
 
 class AsyncClient:
@@ -69,6 +74,9 @@ class AsyncClient:
     ``http_client`` replaces the pool the client would build (it is then not closed by
     ``aclose``). ``token_counter`` lets clients share one :class:`~genrouter.tokens.TokenCounter`
     (its tokenizer files load once, ~0.3 s each, instead of once per client).
+    ``today`` returns the date that model lifecycles are judged by (UTC today by default).
+    ``model_cache`` is the provider model-list cache file written by :meth:`refresh_models`
+    (``None``: the user's cache directory, see :mod:`genrouter.refresh`; ``False``: none).
     """
 
     def __init__(
@@ -83,10 +91,14 @@ class AsyncClient:
         token_counter: TokenCounter | None = None,
         clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
+        today: Callable[[], date] | None = None,
+        model_cache: str | os.PathLike[str] | Literal[False] | None = None,
     ) -> None:
         self._env: Mapping[str, str] = os.environ if env is None else env
         self._config = load_config(config, env=self._env)
-        self._catalog = self._config.build_catalog()
+        self._today = today or _default_today()
+        self._model_cache = model_cache
+        self._catalog = self._build_catalog()
         self._http: httpx2.AsyncClient | None = http_client
         self._owns_http = http_client is None
         self._providers: dict[str, Provider] = dict(providers or {})
@@ -113,6 +125,7 @@ class AsyncClient:
             tokens=self._token_counter,
             clock=clock,
             discover_local=self._discover_local,
+            today=self._today,
         )
         self._runtime = RuntimeEnv(
             provider_for=self._provider_for,
@@ -175,6 +188,92 @@ class AsyncClient:
                 trust_env=True,
             )
         return self._http
+
+    def _cache_file(self) -> Path | None:
+        if self._model_cache is False:
+            return None
+        if self._model_cache is None:
+            from genrouter.refresh import cache_path
+
+            return cache_path(self._env)
+        return Path(self._model_cache).expanduser()
+
+    def _build_catalog(self) -> Catalog:
+        """Built-in catalog, then the refreshed provider lists, then the config's models."""
+        base = load_builtin_catalog()
+        path = self._cache_file()
+        if path is not None and path.exists():
+            from genrouter.refresh import load_cache, merge_cache
+
+            cache = load_cache(path)
+            if cache is not None:
+                base = merge_cache(base, cache, self._config.provider_configs())
+        return self._config.build_catalog(base)
+
+    async def refresh_models(self, *, timeout_s: float = 10.0) -> RefreshReport:
+        """Read each keyed provider's model list (``GET {base_url}/models``) into the cache.
+
+        Then this client's catalog is rebuilt from it (other clients see it when built). A
+        provider that cannot be reached is reported and keeps its previous cache entry; this
+        never raises for one. Only called explicitly: never at import or per request.
+        """
+        from genrouter.refresh import (
+            ModelListCache,
+            ProviderModelList,
+            ProviderRefresh,
+            RefreshReport,
+            added_models,
+            cache_path,
+            fetch_model_list,
+            load_cache,
+            write_cache,
+        )
+
+        path = self._cache_file() or cache_path(self._env)
+        old = await asyncio.to_thread(load_cache, path)
+        lists = dict(old.providers) if old is not None else {}
+        results: list[ProviderRefresh] = []
+        for name, config in self._config.provider_configs().items():
+            if config.type in ("local", "custom") or not self._has_key(name):
+                continue
+            provider = self.provider(name)
+            base_url = getattr(provider, "base_url", None)
+            request_headers = getattr(provider, "request_headers", None)
+            if not isinstance(base_url, str) or request_headers is None:
+                continue
+            key = config.resolve_api_key(self._env, getattr(provider, "default_key_env", None))
+            url = base_url + "/models"
+            try:
+                listed = await fetch_model_list(
+                    self._http_client(), url, request_headers(key), timeout_s=timeout_s
+                )
+            except Exception as exc:  # reported per provider; a refresh never fails the caller
+                reason = redact(f"{type(exc).__name__}: {exc}".rstrip(": "), [key])
+                results.append(ProviderRefresh(name, url, error=reason))
+                continue
+            lists[name] = ProviderModelList(url=url, fetched_on=self._today(), models=listed)
+            results.append(ProviderRefresh(name, url, listed=len(listed)))
+        cache = ModelListCache(providers=lists)
+        written = any(r.error is None for r in results)
+        if written:
+            try:
+                await asyncio.to_thread(write_cache, path, cache)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot write the model cache {str(path)!r}: {exc.strerror}"
+                ) from exc
+        plain = self._config.build_catalog()
+        results = [
+            r
+            if r.error
+            else ProviderRefresh(
+                r.provider, r.url, r.listed, added_models(plain, cache, r.provider)
+            )
+            for r in results
+        ]
+        self._catalog = self._build_catalog() if path == self._cache_file() else self._catalog
+        self._planner.replace_catalog(self._catalog)
+        return RefreshReport(path, tuple(results), written)
 
     def _token_counter(self) -> TokenCounter:
         if self._tokens is None:
@@ -267,7 +366,8 @@ class AsyncClient:
             else:
                 usable = self._has_key(spec.provider)
                 reason = None if usable else self._planner.missing_credentials(spec, self._has_key)
-            statuses.append(ModelStatus(spec, usable, reason))
+            state = lifecycle(spec, self._today()).describe()
+            statuses.append(ModelStatus(spec, usable, reason, state))
         return statuses
 
     def _execution(self, request: ChatRequest, plan: Plan) -> Execution:
@@ -276,7 +376,7 @@ class AsyncClient:
         if route.resume and not request.resume:
             request = request.model_copy(update={"resume": True})
         config = self._config
-        return Execution(
+        execution = Execution(
             self._runtime,
             request=request,
             decision=plan.decision,
@@ -289,6 +389,9 @@ class AsyncClient:
                 or config.first_token_timeout_s
             ),
         )
+        notes = execution.info.notes
+        notes.extend(n for n in plan.decision.notes if n not in notes)
+        return execution
 
     async def _plan_off_loop(self, params: Mapping[str, Any]) -> tuple[ChatRequest, Plan]:
         """Plan on a worker thread when planning may be slow, inline otherwise.
@@ -395,6 +498,13 @@ def _has_media(messages: object) -> bool:
         if content is not None and not isinstance(content, str):
             return True
     return False
+
+
+def _default_today() -> Callable[[], date]:
+    """UTC today, looked up when a client is built (so a test can pin it for a whole run)."""
+    from genrouter import lifecycle as lifecycle_module
+
+    return lifecycle_module.utc_today
 
 
 def _off_machine(provider: Provider) -> bool:

@@ -204,6 +204,8 @@ class Config(_Strict):
     budget: BudgetConfig | None = None
     timeout_s: float = Field(default=120.0, gt=0)
     first_token_timeout_s: float | None = Field(default=None, gt=0)
+    # A request naming a model past its shutdown date goes to its successor instead of failing.
+    follow_successors: bool = False
 
     def provider_configs(self) -> dict[str, ProviderConfig]:
         """Configured providers plus the built-in ones (``openai``, ``dashscope``, ``local``)."""

@@ -5,7 +5,8 @@
     GenRouterError
     ├── ConfigError                       bad configuration; ``location`` names the field
     ├── InvalidRequestError               the request itself is malformed; never retried
-    │   └── UnsupportedInputError         a part the chosen model cannot take (e.g. an image)
+    │   ├── UnsupportedInputError         a part the chosen model cannot take (e.g. an image)
+    │   └── ModelRetiredError             the named model is past its shutdown date; ``successor``
     ├── MediaError                        an image or video part could not be read or is unfit
     ├── NoCandidateError                  every candidate was excluded before sending
     ├── BudgetExceededError               the client's spending limit leaves no candidate
@@ -28,6 +29,10 @@
     │       └── InsufficientMemoryError   not enough memory to load the model
     ├── StreamInterruptedError            a stream broke after text reached the caller
     └── AllCandidatesFailedError          every attempt failed (also an ``ExceptionGroup``)
+
+Warnings (``warnings.warn``): ``GenRouterWarning`` (a ``UserWarning``), and under it
+``GenRouterDeprecationWarning`` (a model in use is deprecated: once per model per client) and
+``ModelCacheWarning`` (the refreshed model-list cache could not be read and was ignored).
 
 Every provider error keeps the vendor exception as ``__cause__``. No message, ``repr`` or
 attribute of these errors holds an API key: text that came from a provider passes through
@@ -53,12 +58,16 @@ __all__ = [
     "ContentFilteredError",
     "ContextWindowExceededError",
     "FirstTokenTimeoutError",
+    "GenRouterDeprecationWarning",
     "GenRouterError",
+    "GenRouterWarning",
     "InsufficientMemoryError",
     "InvalidRequestError",
     "LocalModelError",
     "MediaError",
+    "ModelCacheWarning",
     "ModelFileError",
+    "ModelRetiredError",
     "NoCandidateError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -108,6 +117,34 @@ class InvalidRequestError(GenRouterError):
 
 class UnsupportedInputError(InvalidRequestError):
     """The request carries input (an image, video, tools…) that the chosen model cannot take."""
+
+
+class ModelRetiredError(InvalidRequestError):
+    """The request names a model past its shutdown date.
+
+    ``model`` is its id, ``shutdown_on`` the date, ``successor`` what to use instead (or
+    ``None``). Set ``follow_successors = true`` in the configuration to be routed there.
+    """
+
+    def __init__(
+        self, message: str, *, model: str, shutdown_on: Any, successor: str | None
+    ) -> None:
+        self.model = model
+        self.shutdown_on = shutdown_on
+        self.successor = successor
+        super().__init__(message, param="model")
+
+
+class GenRouterWarning(UserWarning):
+    """Base of genrouter's warnings."""
+
+
+class GenRouterDeprecationWarning(GenRouterWarning):
+    """A model this client routes to is deprecated (still answering, with a shutdown date)."""
+
+
+class ModelCacheWarning(GenRouterWarning):
+    """The cached provider model lists could not be read; the built-in catalog is used."""
 
 
 class MediaError(GenRouterError):

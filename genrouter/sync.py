@@ -13,8 +13,9 @@ import concurrent.futures
 import os
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from datetime import date
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
 
 from pydantic import BaseModel
 
@@ -25,6 +26,9 @@ from genrouter.providers.base import Provider
 from genrouter.routing.hooks import AsyncHooks
 from genrouter.streaming import AsyncChatStream, ChatStream
 from genrouter.types import ChatCompletion, RouteDecision
+
+if TYPE_CHECKING:
+    from genrouter.refresh import RefreshReport
 
 __all__ = ["Client"]
 
@@ -113,9 +117,18 @@ class Client:
         tracing: Any = None,
         providers: Mapping[str, Provider] | None = None,
         seed: int | None = None,
+        today: Callable[[], date] | None = None,
+        model_cache: str | os.PathLike[str] | Literal[False] | None = None,
     ) -> None:
         self._async = AsyncClient(
-            config, env=env, hooks=hooks, tracing=tracing, providers=providers, seed=seed
+            config,
+            env=env,
+            hooks=hooks,
+            tracing=tracing,
+            providers=providers,
+            seed=seed,
+            today=today,
+            model_cache=model_cache,
         )
         self._portal = _Portal()
         self.chat = Chat(self)
@@ -159,6 +172,14 @@ class Client:
             return self._async.models()
 
         return self._portal.call(listing)
+
+    def refresh_models(self, *, timeout_s: float = 10.0) -> RefreshReport:
+        """Read each keyed provider's model list into the cache (see the async twin)."""
+
+        async def refresh() -> RefreshReport:
+            return await self._async.refresh_models(timeout_s=timeout_s)
+
+        return self._portal.call(refresh)
 
 
 class Chat:

@@ -183,6 +183,7 @@ class RouteDecision:
     expected_output_tokens: int
     candidates: tuple[CandidateEvaluation, ...]
     plan: tuple[str, ...]
+    notes: tuple[str, ...] = ()  # e.g. a deprecated model in the plan, a followed successor
 
     def explain(self) -> str:
         """A human-readable table of the decision (what ``genrouter route --explain`` prints)."""

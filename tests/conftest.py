@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
 
 import pytest
 
@@ -12,7 +13,24 @@ from genrouter.testing import FakeLLMServer
 # requires it): see tests/real_servers.py.
 from tests.real_servers import llama_server
 
-__all__ = ["fake_server", "llama_server"]
+__all__ = ["catalog_before_2026_retirements", "fake_server", "llama_server"]
+
+# A date before OpenAI's 2026-04-22 deprecations and Alibaba's notice 731, when o3-mini, gpt-4o,
+# qwen-vl-max and the rest were all live.
+BEFORE_2026_RETIREMENTS = date(2026, 4, 1)
+
+
+@pytest.fixture
+def catalog_before_2026_retirements(monkeypatch: pytest.MonkeyPatch) -> date:
+    """Pin the date that clients built without ``today=`` judge model lifecycles by.
+
+    For tests about routing, wire rules and errors that name models retired or deprecated
+    since (o3-mini, gpt-4o, qwen-vl-max…): what they check does not depend on the date, so
+    they run as of :data:`BEFORE_2026_RETIREMENTS` instead of breaking as dates pass.
+    Lifecycle itself is tested in tests/test_lifecycle.py with explicit dates.
+    """
+    monkeypatch.setattr("genrouter.lifecycle.utc_today", lambda: BEFORE_2026_RETIREMENTS)
+    return BEFORE_2026_RETIREMENTS
 
 
 @pytest.fixture

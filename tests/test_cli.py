@@ -12,6 +12,8 @@ import pytest
 from genrouter.cli import main
 from genrouter.testing import FakeLLMServer, Reply
 
+pytestmark = pytest.mark.usefixtures("catalog_before_2026_retirements")  # names o3-mini etc.
+
 
 @pytest.fixture
 def server() -> Iterator[FakeLLMServer]:

@@ -17,6 +17,8 @@ from genrouter import (
 from genrouter.testing import FakeLLMServer, Reply
 from genrouter.testing import dashscope as ds
 
+pytestmark = pytest.mark.usefixtures("catalog_before_2026_retirements")  # names o3-mini etc.
+
 KEYS = {"OPENAI_API_KEY": "sk-test-openai-0123456789", "DASHSCOPE_API_KEY": "sk-test-ds-987654321"}
 HELLO = [{"role": "user", "content": "Say hello"}]
 FAST = {"attempts": 3, "backoff": {"initial_ms": 1, "max_ms": 5}}

@@ -16,7 +16,7 @@ EXPECTED = {
     "streaming_resume.py": ["interrupted", "resumed=True", "learned to paint."],
     "sync_client.py": ["Hello from a sync client.", "streamed"],
     "dashscope_vision.py": [
-        "dashscope/qwen-vl-plus: echo: What colour is this?",
+        "dashscope/qwen2.5-vl-7b-instruct: echo: What colour is this?",
         "dashscope/qwen-max",
         "data:image/png;base64,",
     ],

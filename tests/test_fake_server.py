@@ -116,7 +116,7 @@ def test_base_urls(fake_server: FakeLLMServer) -> None:
 
 def test_unknown_path_is_404(fake_server: FakeLLMServer) -> None:
     with httpx2.Client() as http:
-        response = http.get(fake_server.base_url + "/v1/models")
+        response = http.get(fake_server.base_url + "/v1/embeddings")
     assert response.status_code == 404
     assert "no route" in response.json()["error"]["message"]
 

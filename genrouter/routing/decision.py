@@ -12,9 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 
 from genrouter.catalog import ModelSpec
 from genrouter.config import RouteConfig
+from genrouter.lifecycle import deprecation_note, retired_reason
 from genrouter.request import Needs
 from genrouter.routing.health import LatencyStats
 from genrouter.types import CandidateEvaluation, RouteDecision
@@ -103,9 +105,12 @@ def _exclusion(
     budget_left: float | None,
     cost: float | None,
     latency: float,
+    today: date | None = None,
 ) -> str | None:
     """The first reason *facts* cannot serve the request, or ``None``."""
     spec = facts.spec
+    if today is not None and (retired := retired_reason(spec, today)) is not None:
+        return retired
     reason = _capability_gap(spec, needs)
     if reason is not None:
         return reason
@@ -137,11 +142,12 @@ def _evaluate(
     output: int,
     route: RouteConfig,
     budget_left: float | None,
+    today: date | None = None,
 ) -> _Estimate:
     spec = facts.spec
     cost = spec.estimate_cost(facts.prompt_tokens, output)
     latency = _estimated_latency_ms(spec, facts.observed, output)
-    reason = _exclusion(facts, needs, output_limit, route, budget_left, cost, latency)
+    reason = _exclusion(facts, needs, output_limit, route, budget_left, cost, latency, today)
     return _Estimate(facts, cost, latency, reason)
 
 
@@ -205,16 +211,19 @@ def decide(
     candidates: Sequence[CandidateFacts],
     rule: str | None = None,
     budget_left_usd: float | None = None,
+    today: date | None = None,
+    notes: Sequence[str] = (),
 ) -> RouteDecision:
     """Filter and rank *candidates* for one request.
 
     Primary candidates are ranked by the route's objective (ties keep configured order);
     fallbacks follow in configured order. Excluded candidates stay in the decision with the
-    reason, so the explanation is complete.
+    reason, so the explanation is complete. With *today*, models past their shutdown date are
+    excluded (the reason names the successor) and deprecated ones in the plan get a note.
     """
     output = expected_output_tokens(output_limit, candidates)
     estimates = [
-        _evaluate(f, needs, output_limit, output, route, budget_left_usd) for f in candidates
+        _evaluate(f, needs, output_limit, output, route, budget_left_usd, today) for f in candidates
     ]
     primary = [e for e in estimates if not e.facts.fallback]
     scores = _scores(route.objective, route, primary)
@@ -226,6 +235,13 @@ def decide(
     _skip_offline(in_order)
     ordered = [_evaluation(estimate, score) for estimate, score in in_order]
     first = candidates[0] if candidates else None
+    all_notes = list(notes)
+    if today is not None:
+        planned = {e.model for e in ordered if e.excluded_because is None}
+        for facts in candidates:
+            note = deprecation_note(facts.spec, today) if facts.spec.id in planned else None
+            if note is not None and note not in all_notes:
+                all_notes.append(note)
     return RouteDecision(
         route=route_name,
         objective=route.objective,
@@ -235,4 +251,5 @@ def decide(
         expected_output_tokens=output,
         candidates=tuple(ordered),
         plan=tuple(e.model for e in ordered if e.excluded_because is None),
+        notes=tuple(all_notes),
     )

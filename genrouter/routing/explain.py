@@ -55,7 +55,8 @@ def render_decision(decision: RouteDecision) -> str:
         ["#", "model", "prompt tok", "est. cost", "est. latency", "score", "status"], rows
     )
     plan = " -> ".join(decision.plan) if decision.plan else "(no eligible candidate)"
-    return f"{head}\n{table}\nplan: {plan}"
+    notes = "".join(f"\nnote: {note}" for note in decision.notes)
+    return f"{head}\n{table}\nplan: {plan}{notes}"
 
 
 def render_route_info(info: RouteInfo) -> str:

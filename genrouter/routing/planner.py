@@ -7,18 +7,22 @@ health, credentials and budget, and hands plain facts to the pure :func:`decide`
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import TYPE_CHECKING
 
 from genrouter.catalog import Catalog, ModelSpec
 from genrouter.config import Config, ProviderConfig, RouteConfig
 from genrouter.errors import (
     BudgetExceededError,
+    GenRouterDeprecationWarning,
     InvalidRequestError,
     NoCandidateError,
     UnsupportedInputError,
 )
+from genrouter.lifecycle import deprecation_note, resolve_retired, utc_today
 from genrouter.request import ChatRequest
 from genrouter.routing.budget import Budget
 from genrouter.routing.decision import CandidateFacts, decide
@@ -32,8 +36,9 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_KEY_ENV", "ZERO_CONFIG_REMOTE", "Plan", "Planner", "refuse_empty"]
 
 # Remote models the zero-configuration default route offers, in order; each is used only when
-# its key is set. Local models found on this machine follow as fallbacks.
-ZERO_CONFIG_REMOTE = ("openai/o3-mini", "dashscope/qwen-max", "dashscope/qwen-vl-max")
+# its key is set. Local models found on this machine follow as fallbacks. Live models only
+# (see docs/providers.md for their lifecycle); a model past its shutdown date is excluded anyway.
+ZERO_CONFIG_REMOTE = ("openai/gpt-6-luna", "dashscope/qwen3.6-plus", "dashscope/qwen3-vl-plus")
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "dashscope": "DASHSCOPE_API_KEY"}
 _O_SERIES_PREFIXES = ("o1", "o3", "o4")
 
@@ -61,6 +66,7 @@ class Planner:
         tokens: Callable[[], TokenCounter],
         clock: Callable[[], float],
         discover_local: Callable[[], list[ModelSpec]],
+        today: Callable[[], date] = utc_today,
     ) -> None:
         self.config = config
         self.catalog = catalog
@@ -70,6 +76,8 @@ class Planner:
         self._tokens = tokens
         self._clock = clock
         self._discover_local = discover_local
+        self._today = today
+        self._warned_deprecated: set[str] = set()
         self._provider_configs = config.provider_configs()
         self._adhoc: dict[str, ModelSpec] = {}
         self._single_routes: dict[str, tuple[RouteConfig, dict[str, ModelSpec]]] = {}
@@ -127,10 +135,22 @@ class Planner:
             return self.zero_config_route()
         return None
 
+    def replace_catalog(self, catalog: Catalog) -> None:
+        """Use *catalog* from now on (after a model-list refresh); forget derived routes."""
+        self.catalog = catalog
+        self._adhoc.clear()
+        self._single_routes.clear()
+        self._zero_config = None
+
     def resolve(
-        self, request: ChatRequest
+        self, request: ChatRequest, today: date | None = None
     ) -> tuple[str, RouteConfig, dict[str, ModelSpec], str | None]:
         """Which route serves *request*: ``(name, route, specs by id, rule label)``."""
+        return self._resolve(request, self._today() if today is None else today)[:4]
+
+    def _resolve(
+        self, request: ChatRequest, today: date
+    ) -> tuple[str, RouteConfig, dict[str, ModelSpec], str | None, list[str]]:
         name = request.model
         if name == "auto":
             needs = request.needs()
@@ -140,25 +160,28 @@ class Planner:
                 index, rule = hit
                 label = rule.name or f"rules[{index}]"
                 route, specs = self._route_named(rule.route) or self.zero_config_route()
-                return rule.route, route, specs, label
+                return rule.route, route, specs, label, []
             name = self.config.default_route
         named = self._route_named(name)
         if named is not None:
-            return name, named[0], named[1], None
+            return name, named[0], named[1], None, []
         spec = self.spec(name)
         if spec is None:
             raise InvalidRequestError(
-                f"unknown model or route {name!r}: use a catalog id such as 'openai/o3-mini', "
+                f"unknown model or route {name!r}: use a catalog id such as 'openai/gpt-6-luna', "
                 "an alias, a configured route name, or 'auto'",
                 param="model",
             )
+        spec, notes = resolve_retired(
+            spec, today, follow=self.config.follow_successors, lookup=self.catalog.resolve
+        )
         single = self._single_routes.get(spec.id)
         if single is None:
             single = self._single_routes[spec.id] = (
                 RouteConfig(candidates=[spec.id]),
                 {spec.id: spec},
             )
-        return spec.id, single[0], single[1], None
+        return spec.id, single[0], single[1], None, notes
 
     # -- facts and decision -------------------------------------------------------------------
 
@@ -187,7 +210,8 @@ class Planner:
         locality: Callable[[ModelSpec], tuple[bool, bool]],
     ) -> Plan:
         """Resolve and decide. *locality* says, per model, ``(is_remote, off_machine)``."""
-        route_name, route, specs, rule = self.resolve(request)
+        today = self._today()
+        route_name, route, specs, rule, notes = self._resolve(request, today)
         counter = self._tokens()
         needs = request.needs()
         # Text counts depend only on the tokenizer; image tokens follow each model's own rule.
@@ -230,8 +254,22 @@ class Planner:
             candidates=facts,
             rule=rule,
             budget_left_usd=None if self.budget is None else self.budget.remaining_usd(now),
+            today=today,
+            notes=notes,
         )
+        self._warn_deprecated(decision, {f.spec.id: f.spec for f in facts}, today)
         return Plan(decision, route, {f.spec.id: f.spec for f in facts})
+
+    def _warn_deprecated(
+        self, decision: RouteDecision, specs: Mapping[str, ModelSpec], today: date
+    ) -> None:
+        """Warn once per client for a deprecated model that the plan tries first."""
+        if not decision.plan or decision.plan[0] in self._warned_deprecated:
+            return
+        note = deprecation_note(specs[decision.plan[0]], today)
+        if note is not None:
+            self._warned_deprecated.add(decision.plan[0])
+            warnings.warn(note, GenRouterDeprecationWarning, stacklevel=5)
 
 
 def refuse_empty(decision: RouteDecision, budget: Budget | None, now: float) -> None:

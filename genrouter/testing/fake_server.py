@@ -17,6 +17,10 @@ malformed JSON or SSE, error events inside a stream.
         assert server.requests[-1].body["model"] == "gpt-4o-mini"
 
 With nothing queued it answers ``"echo: <last user text>"``.
+
+``GET .../models`` (``/v1/models`` and ``/compatible-mode/v1/models``) lists the models given
+with ``models=`` or :meth:`FakeLLMServer.set_models`, each an id or a dict of extra fields
+(``{"id": "o3-mini", "shutdown_date": "2026-10-23"}``, as OpenAI's list now carries).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
@@ -69,12 +74,20 @@ class FakeLLMServer:
     """
 
     def __init__(
-        self, *, host: str = "127.0.0.1", port: int = 0, default_reply: Reply | None = None
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        default_reply: Reply | None = None,
+        models: Sequence[str | Mapping[str, Any]] = (),
     ) -> None:
         self._host = host
         self._port = port
         self._default_reply = default_reply
         self._lock = threading.Lock()
+        self._models: list[dict[str, Any]] = []
+        self._models_status = 200
+        self.set_models(models)
         self._queues: dict[str | None, deque[Reply]] = {}
         self._requests: list[RecordedRequest] = []
         self._connections = 0
@@ -114,6 +127,17 @@ class FakeLLMServer:
         take them; ``model=None`` replies go to any request whose model has none queued."""
         with self._lock:
             self._queues.setdefault(model, deque()).extend(replies)
+
+    def set_models(self, models: Sequence[str | Mapping[str, Any]], *, status: int = 200) -> None:
+        """What ``GET .../models`` lists from now on; a *status* other than 200 answers that
+        error instead (a provider whose model list fails)."""
+        listed = []
+        for entry in models:
+            fields = {"id": entry} if isinstance(entry, str) else dict(entry)
+            listed.append({"object": "model", "created": 0, "owned_by": "fake", **fields})
+        with self._lock:
+            self._models = listed
+            self._models_status = status
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -295,6 +319,14 @@ class FakeLLMServer:
             body = None
         with self._lock:
             self._requests.append(RecordedRequest(method, path.split("?")[0], headers, body, raw))
+        if method == "GET" and path.split("?")[0].endswith("/models"):
+            with self._lock:
+                listed, status = list(self._models), self._models_status
+            if status != 200:
+                await _send(writer, status, error_payload(status), {})
+            else:
+                await _send(writer, 200, {"object": "list", "data": listed}, {})
+            return keep_alive
         if method != "POST" or not path.split("?")[0].endswith("/chat/completions"):
             await _send(writer, 404, error_payload(404, message=f"no route {method} {path}"), {})
             return keep_alive

@@ -14,6 +14,8 @@ from tests.local.conftest import grammar
 
 pytest.importorskip("llama_cpp")
 
+pytestmark = pytest.mark.usefixtures("catalog_before_2026_retirements")  # names o3-mini etc.
+
 KEYS = {"OPENAI_API_KEY": "sk-test-openai-0123456789", "DASHSCOPE_API_KEY": "sk-test-ds-9876543"}
 
 
