@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel
 
 from genrouter.catalog import ModelSpec
-from genrouter.config import Config, load_config
-from genrouter.errors import ConfigError
+from genrouter.config import Config, load_config, secret_header_values
+from genrouter.errors import ConfigError, GenRouterError, scrub_chain
 from genrouter.providers import Provider, create_provider
 from genrouter.request import ChatRequest, build_request
 from genrouter.routing.budget import Budget
@@ -304,15 +304,32 @@ class AsyncClient:
         return planned
 
     async def _complete(self, params: Mapping[str, Any]) -> ChatCompletion:
-        request, plan = await self._plan_off_loop(params)
-        return await self._execution(request, plan).complete()
+        try:
+            request, plan = await self._plan_off_loop(params)
+            return await self._execution(request, plan).complete()
+        except GenRouterError as exc:
+            scrub_chain(exc, self._known_secrets())
+            raise
 
     async def _stream(self, params: Mapping[str, Any]) -> AsyncChatStream:
-        request, plan = await self._plan_off_loop(params)
-        execution = self._execution(request, plan)
-        stream = AsyncChatStream(execution.stream(), execution.info)
-        await stream._prime()
+        try:
+            request, plan = await self._plan_off_loop(params)
+            execution = self._execution(request, plan)
+            stream = AsyncChatStream(execution.stream(), execution.info)
+            await stream._prime()
+        except GenRouterError as exc:
+            scrub_chain(exc, self._known_secrets())
+            raise
         return stream
+
+    def _known_secrets(self) -> list[str]:
+        """Every key and secret header value this client's providers resolve (for redaction)."""
+        found: list[str] = []
+        for config in self._config.provider_configs().values():
+            key = config.resolve_api_key(self._env, DEFAULT_KEY_ENV.get(config.type))
+            found.extend([key] if key else [])
+            found.extend(secret_header_values(config.headers, self._env))
+        return found
 
 
 class AsyncChat:

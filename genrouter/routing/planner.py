@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from genrouter._lru import LRUDict
 from genrouter.catalog import Catalog, ModelSpec
 from genrouter.config import Config, ProviderConfig, RouteConfig
 from genrouter.errors import (
@@ -71,8 +72,9 @@ class Planner:
         self._clock = clock
         self._discover_local = discover_local
         self._provider_configs = config.provider_configs()
-        self._adhoc: dict[str, ModelSpec] = {}
-        self._single_routes: dict[str, tuple[RouteConfig, dict[str, ModelSpec]]] = {}
+        # Keyed by names the caller picks: bounded, so a million ad-hoc names cannot pile up.
+        self._adhoc: LRUDict[str, ModelSpec] = LRUDict()
+        self._single_routes: LRUDict[str, tuple[RouteConfig, dict[str, ModelSpec]]] = LRUDict()
         self._zero_config: tuple[RouteConfig, dict[str, ModelSpec]] | None = None
 
     # -- resolution ---------------------------------------------------------------------------
