@@ -155,7 +155,7 @@ class OpenAICompatibleProvider:
                 model=call.model.model,
                 code="malformed_api_key",
             )
-        for header, value in resolve_headers(self._config.headers, self._env).items():
+        for header, value in self.configured_headers().items():
             if not _usable_in_header(value.replace(" ", "").replace("\t", "") or "x"):
                 raise AuthenticationError(
                     f"the value of header {header!r} (from the environment) has control or "
@@ -179,9 +179,12 @@ class OpenAICompatibleProvider:
         headers = {"Content-Type": "application/json"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        # ``"${VAR}"`` values are read from the environment now, like the key.
-        headers.update(resolve_headers(self._config.headers, self._env))
+        headers.update(self.configured_headers())
         return headers
+
+    def configured_headers(self) -> dict[str, str]:
+        """The configured ``headers``, ``"${VAR}"`` values read from the environment now."""
+        return resolve_headers(self._config.headers, self._env)
 
     def _headers_for(self, key: str | None) -> dict[str, str]:
         # Rebuilt when the key (or a header read from the environment) changes.
