@@ -171,9 +171,7 @@ async def test_no_secret_anywhere_on_any_error_path(
         async with client:
             with pytest.raises(GenRouterError) as caught:
                 if stream:
-                    response = await client.chat.completions.create(
-                        messages=HELLO, stream=True
-                    )
+                    response = await client.chat.completions.create(messages=HELLO, stream=True)
                     async for _ in response:
                         pass
                 else:
@@ -185,7 +183,7 @@ async def test_no_secret_anywhere_on_any_error_path(
     assert leaked(scan_error(error)) == []
     assert leaked(repr(getattr(error, "route", None))) == []
     log_text = "\n".join(
-        f"{r.getMessage()}\n{''.join(traceback.format_exception(*r.exc_info)) if r.exc_info else ''}"
+        r.getMessage() + ("".join(traceback.format_exception(*r.exc_info)) if r.exc_info else "")
         for r in caplog.records
     )
     assert any("hook" in r.getMessage() for r in caplog.records)  # the failing hook was logged
@@ -224,15 +222,15 @@ async def test_header_references_resolve_at_request_time_and_literals_pass() -> 
         return _json(200, body)
 
     env = dict(ENV)
-    async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as http:
-        async with AsyncClient(
-            config_for("openai_compatible", False), env=env, http_client=http
-        ) as client:
-            await client.chat.completions.create(messages=HELLO)
-            env["GR_TEST_HEADER"] = "rotated-value-123"
-            await client.chat.completions.create(messages=HELLO)
-            del env["GR_TEST_HEADER"]
-            await client.chat.completions.create(messages=HELLO)
+    async with (
+        httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as http,
+        AsyncClient(config_for("openai_compatible", False), env=env, http_client=http) as client,
+    ):
+        await client.chat.completions.create(messages=HELLO)
+        env["GR_TEST_HEADER"] = "rotated-value-123"
+        await client.chat.completions.create(messages=HELLO)
+        del env["GR_TEST_HEADER"]
+        await client.chat.completions.create(messages=HELLO)
     assert sent[0].headers["api-key"] == HEADER_SECRET  # not the literal "${GR_TEST_HEADER}"
     assert sent[0].headers["x-team"] == "blue"
     assert sent[1].headers["api-key"] == "rotated-value-123"  # read per request, like the key
