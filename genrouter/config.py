@@ -287,7 +287,8 @@ class Config(_Strict):
 
         Every number must be finite (a NaN weight would rank nothing), a rule's
         ``min_prompt_tokens`` may not exceed its ``max_prompt_tokens``, and a
-        ``default_route`` that is set must name a configured route.
+        ``default_route`` other than ``"default"`` (which without such a route means the
+        zero-config route) must name a configured route.
         """
         found = _first_non_finite(self.model_dump(), "")
         if found is not None:
@@ -300,7 +301,12 @@ class Config(_Strict):
                     "no request could match",
                     location=f"rules[{i}].when.min_prompt_tokens",
                 )
-        if "default_route" in self.model_fields_set and self.default_route not in self.routes:
+        named = self.default_route
+        if (
+            named != "default"
+            and "default_route" in self.model_fields_set
+            and named not in self.routes
+        ):
             known = ", ".join(sorted(self.routes)) or "none are configured"
             raise ConfigError(
                 f"unknown route {self.default_route!r} (routes: {known})",
