@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -297,7 +298,11 @@ class AsyncClient:
         images may read files or decode data URIs to size them: neither may stall the event
         loop. Plain text requests after the first plan inline (microseconds).
         """
-        if self._planned_once and not _has_media(params.get("messages")):
+        if (
+            self._planned_once
+            and not _has_media(params.get("messages"))
+            and not _first_schema(params)
+        ):
             return self._plan(params)
         planned = await asyncio.to_thread(self._plan, params)
         self._planned_once = True
@@ -412,6 +417,13 @@ def _has_media(messages: object) -> bool:
         if content is not None and not isinstance(content, str):
             return True
     return False
+
+
+def _first_schema(params: Mapping[str, Any]) -> bool:
+    """Whether validating *params* would import ``jsonschema`` (~0.3-0.8 s) for the first time."""
+    return "jsonschema" not in sys.modules and bool(
+        params.get("tools") or params.get("response_format")
+    )
 
 
 def _off_machine(provider: Provider) -> bool:

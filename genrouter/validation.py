@@ -31,6 +31,8 @@ What is checked:
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -53,10 +55,21 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _VIDEO_SCHEMES = frozenset({"http", "https", "oss", "data"})
 _IMAGE_SCHEMES = frozenset({"http", "https", "oss", "data", "file"})
+_TEXT_ONLY = frozenset({"text"})
 _TOOL_CHOICES = frozenset({"none", "auto", "required"})
 _RESPONSE_FORMATS = frozenset({"text", "json_object", "json_schema"})
 # Top-level parameters whose values are written into the JSON body as they are.
-_JSON_PARAMS = ("tools", "tool_choice", "response_format", "extra_body", "provider_options")
+_JSON_PARAMS = (
+    "tools",
+    "tool_choice",
+    "response_format",
+    "extra_body",
+    "provider_options",
+    "stop",
+    "user",
+    "metadata",
+    "logit_bias",
+)
 
 Path = list[str | int]
 
@@ -102,12 +115,23 @@ def _children(value: Any) -> Iterable[tuple[str | int, Any]] | None:
     if isinstance(value, list | tuple):
         return enumerate(value)
     if isinstance(value, BaseModel):
-        return ((name, getattr(value, name)) for name in type(value).model_fields)
+        return value.__dict__.items()  # the field values (pydantic keeps them there)
     return None
+
+
+def _is_clean_json(value: Any) -> bool:
+    """Fast path (C speed): JSON with finite numbers whose text encodes as UTF-8."""
+    try:
+        json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError, UnicodeEncodeError, RecursionError):
+        return False
+    return True
 
 
 def _find_bad(value: Any, depth: int = 0) -> tuple[Path, str] | None:
     """The path (innermost last) and reason of the first value that is not clean JSON."""
+    if type(value) is str:  # the common case, first
+        return None if value.isascii() or _bad_text(value) is None else ([], _bad_text(value) or "")
     scalar, reason = _bad_scalar(value)
     if scalar:
         return None if reason is None else ([], reason)
@@ -156,15 +180,19 @@ def check_request(request: ChatRequest) -> ChatRequest:
             "the model name has control characters or invalid Unicode", param="model"
         )
     for i, message in enumerate(request.messages):
-        found = _find_bad(message, 1)
-        if found is not None:
-            raise InvalidRequestError(found[1], param=_where(f"messages[{i}]", found[0]))
-    for name in ("stop", "user", "metadata", "logit_bias"):
-        found = _find_bad(getattr(request, name, None))
-        if found is not None:
-            raise InvalidRequestError(found[1], param=_where(name, found[0]))
+        for name, value in message.__dict__.items():
+            # Plain ASCII text and unset fields (nearly every field) need no walk.
+            if value is None or (type(value) is str and value.isascii()):
+                continue
+            found = _find_bad(value, 2)
+            if found is not None:
+                where = _where(f"messages[{i}].{name}", found[0])
+                raise InvalidRequestError(found[1], param=where)
     for name in _JSON_PARAMS:
-        found = _find_bad(getattr(request, name, None))
+        value = getattr(request, name, None)
+        if value is None or _is_clean_json(value):
+            continue
+        found = _find_bad(value)
         if found is not None:
             raise InvalidRequestError(found[1], param=_where(name, found[0]))
     _check_tools(request)
@@ -186,15 +214,35 @@ def check_json_schema(schema: Any, param: str) -> None:
         raise InvalidRequestError(
             f"a JSON Schema must be an object, got {type(schema).__name__}", param=param
         )
+    try:
+        text = json.dumps(schema, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):  # keys that do not sort; the walk above refused the rest
+        problem = _schema_problem_of(schema)
+    else:
+        problem = _schema_problem(text)
+    if problem is not None:
+        where, message = problem
+        raise InvalidRequestError(f"is not a valid JSON Schema: {message}", param=param + where)
+
+
+# Checking a schema against its metaschema costs milliseconds (draft 2020-12), and a client
+# sends the same few tool schemas again and again. This memo of a pure function (schema text
+# -> problem) is shared by clients the way a compiled regex is: it holds no client's state
+# and cannot change any answer, only how fast it comes.
+@functools.lru_cache(maxsize=256)
+def _schema_problem(text: str) -> tuple[str, str] | None:
+    return _schema_problem_of(json.loads(text))
+
+
+def _schema_problem_of(schema: Any) -> tuple[str, str] | None:
     from jsonschema import exceptions, validators
 
     try:
         validators.validator_for(schema).check_schema(schema)
     except exceptions.SchemaError as exc:
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.path)
-        raise InvalidRequestError(
-            f"is not a valid JSON Schema: {exc.message[:200]}", param=param + where
-        ) from None
+        return where, str(exc.message)[:200]
+    return None
 
 
 def _check_tools(request: ChatRequest) -> None:
@@ -322,6 +370,8 @@ def _media_sources(request: ChatRequest) -> Iterable[tuple[str, str, str]]:
 
 
 def _check_media(request: ChatRequest) -> None:
+    if request.needs().modalities == _TEXT_ONLY:
+        return
     from genrouter.media import check_local_file, decode_data_uri
 
     for param, source, kind in _media_sources(request):
