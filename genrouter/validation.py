@@ -372,45 +372,49 @@ def _media_sources(request: ChatRequest) -> Iterable[tuple[str, str, str]]:
 def _check_media(request: ChatRequest) -> None:
     if request.needs().modalities == _TEXT_ONLY:
         return
+    for param, source, kind in _media_sources(request):
+        _check_source(param, source, kind)
+
+
+def _check_source(param: str, source: str, kind: str) -> None:
     from genrouter.media import check_local_file, decode_data_uri
 
-    for param, source, kind in _media_sources(request):
-        match = _URL_SCHEME.match(source)
-        # "C:\\…" is a Windows path, not a URL with the scheme "c".
-        scheme = match.group(1).lower() if match and len(match.group(1)) > 1 else None
-        if kind == "video":
-            if scheme not in _VIDEO_SCHEMES:
-                raise MediaError(
-                    "a video must be an http(s) or oss:// URL or a data: URI; a local file "
-                    'is not uploaded (send its frames: {"type": "video", "video": [...]})',
-                    source=source[:60],
-                    param=param,
-                )
-        elif scheme is not None and scheme not in _IMAGE_SCHEMES:
+    match = _URL_SCHEME.match(source)
+    # "C:\\…" is a Windows path, not a URL with the scheme "c".
+    scheme = match.group(1).lower() if match and len(match.group(1)) > 1 else None
+    if kind == "video":
+        if scheme not in _VIDEO_SCHEMES:
             raise MediaError(
-                f"unsupported URL scheme {scheme!r}; use http(s), data: or a local path",
+                "a video must be an http(s) or oss:// URL or a data: URI; a local file "
+                'is not uploaded (send its frames: {"type": "video", "video": [...]})',
                 source=source[:60],
                 param=param,
             )
-        if scheme == "data":
-            try:
-                mime, _ = decode_data_uri(source)
-            except MediaError as exc:
-                raise MediaError(str(exc), source=exc.source, param=param) from None
-            if not mime.startswith(f"{kind}/"):
-                raise MediaError(
-                    f"the data URI has type {mime!r}, not an {kind} type",
-                    source=source[:60],
-                    param=param,
-                )
-        elif scheme in ("http", "https"):
-            if not _has_host(source):
-                raise MediaError("the URL names no host", source=source[:60], param=param)
-        elif scheme in (None, "file"):
-            try:
-                check_local_file(source)
-            except MediaError as exc:
-                raise MediaError(str(exc), source=exc.source, param=param) from None
+    elif scheme is not None and scheme not in _IMAGE_SCHEMES:
+        raise MediaError(
+            f"unsupported URL scheme {scheme!r}; use http(s), data: or a local path",
+            source=source[:60],
+            param=param,
+        )
+    if scheme == "data":
+        try:
+            mime, _ = decode_data_uri(source)
+        except MediaError as exc:
+            raise MediaError(str(exc), source=exc.source, param=param) from None
+        if not mime.startswith(f"{kind}/"):
+            raise MediaError(
+                f"the data URI has type {mime!r}, not an {kind} type",
+                source=source[:60],
+                param=param,
+            )
+    elif scheme in ("http", "https"):
+        if not _has_host(source):
+            raise MediaError("the URL names no host", source=source[:60], param=param)
+    elif scheme in (None, "file"):
+        try:
+            check_local_file(source)
+        except MediaError as exc:
+            raise MediaError(str(exc), source=exc.source, param=param) from None
 
 
 def _has_host(url: str) -> bool:
