@@ -365,3 +365,14 @@ def test_ad_hoc_model_names_do_not_pile_up() -> None:
     assert len(planner._single_routes) <= PER_MODEL_CACHE_SIZE
     assert len(client.health.circuits) <= PER_MODEL_CACHE_SIZE
     assert client.model_spec(f"p/model-{PER_MODEL_CACHE_SIZE + 199}") is not None
+
+
+def test_the_security_doc_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    doc = (Path(__file__).parent.parent / "docs" / "security.md").read_text("utf-8")
+    for block in re.findall(r"```python\n(.*?)```", doc, re.S):
+        exec(compile(block, "docs/security.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "temperature -> temperature: must be a finite number" in printed
+    assert "image_url.url -> " in printed and "not a regular file" in printed

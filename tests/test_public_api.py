@@ -44,6 +44,7 @@ EXPECTED_ALL = {
     "ProviderError",
     "ProviderTimeoutError",
     "RateLimitError",
+    "RedactedCause",
     "ResponseFormatError",
     "RouteDecision",
     "RouteInfo",
