@@ -118,11 +118,12 @@ class ProviderConfig(_Strict):
         return (env.get(variable) or None) if variable else None
 
 
-# RFC 9110 field names are tokens; values are visible latin-1 characters, spaces and tabs
-# (httpx2 encodes header values as ASCII, then latin-1). CR, LF and NUL would split or cut
-# the header, so they are refused when the configuration is loaded, not at the first request.
+# RFC 9110 field names are tokens; values are visible characters, spaces and tabs. httpx2
+# encodes a str header value as ASCII (measured: "é" raises UnicodeEncodeError when the request
+# is built), and CR, LF and NUL would split or cut the header, so anything else is refused when
+# the configuration is loaded, not at the first request.
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
+_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")
 # Header names whose literal values are secrets too (Azure's ``api-key``, ``x-api-key``…).
 _SECRET_HEADER = re.compile(r"(key|token|secret|auth|password|credential|signature)", re.I)
 
@@ -134,8 +135,8 @@ def check_headers(headers: Mapping[str, str]) -> dict[str, str]:
             raise ValueError(f"header name {name!r} is not a valid HTTP field name")
         if not _HEADER_VALUE.match(value) or value != value.strip(" \t"):
             raise ValueError(
-                f"header {name!r} has a value with control characters, characters outside "
-                "latin-1, or surrounding spaces (the value itself is not shown)"
+                f"header {name!r} has a value with control or non-ASCII characters, or "
+                "surrounding spaces (the value itself is not shown)"
             )
     return dict(headers)
 
@@ -394,12 +395,16 @@ def _read_capped(path: Path) -> bytes:
 
 def _read_file(path: Path) -> dict[str, Any]:
     try:
-        # "utf-8-sig": a byte-order mark, which some editors write, is accepted and dropped.
-        text = _read_capped(path).decode("utf-8-sig")
+        raw = _read_capped(path)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
-    except ValueError as exc:  # not UTF-8, or a NUL byte in the path
-        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text: {exc}") from None
+    except ValueError as exc:  # a NUL byte in the path
+        raise ConfigError(f"not a usable config path {str(path)!r}: {exc}") from None
+    try:
+        # "utf-8-sig": a byte-order mark, which some editors write, is accepted and dropped.
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text: {exc.reason}") from None
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
