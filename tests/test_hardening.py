@@ -376,3 +376,21 @@ def test_the_security_doc_example_runs(capsys: pytest.CaptureFixture[str]) -> No
     printed = capsys.readouterr().out
     assert "temperature -> temperature: must be a finite number" in printed
     assert "image_url.url -> " in printed and "not a regular file" in printed
+
+
+async def test_a_header_read_from_the_environment_is_checked_before_sending(
+    server: FakeLLMServer,
+) -> None:
+    from genrouter.errors import AllCandidatesFailedError, AuthenticationError
+
+    server.reset()
+    config = wire(server)
+    config["providers"]["p"]["headers"] = {"api-key": "${HEADER_KEY}"}
+    env = {"HEADER_KEY": "abc\r\nInjected: yes"}
+    async with AsyncClient(config, env=env, tracing=False) as client:
+        with pytest.raises(AllCandidatesFailedError) as caught:
+            await client.chat.completions.create(messages=HELLO)
+    (error,) = caught.value.exceptions
+    assert isinstance(error, AuthenticationError) and error.code == "malformed_header"
+    assert "Injected" not in str(error)
+    assert server.requests == []
