@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -22,8 +23,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel
 
 from genrouter.catalog import Catalog, ModelSpec, load_builtin_catalog
-from genrouter.config import Config, load_config
-from genrouter.errors import ConfigError, redact
+from genrouter.config import Config, load_config, secret_header_values
+from genrouter.errors import ConfigError, GenRouterError, redact, scrub_chain
 from genrouter.lifecycle import lifecycle
 from genrouter.providers import Provider, create_provider
 from genrouter.request import ChatRequest, build_request
@@ -400,22 +401,43 @@ class AsyncClient:
         images may read files or decode data URIs to size them: neither may stall the event
         loop. Plain text requests after the first plan inline (microseconds).
         """
-        if self._planned_once and not _has_media(params.get("messages")):
+        if (
+            self._planned_once
+            and not _has_media(params.get("messages"))
+            and not _first_schema(params)
+        ):
             return self._plan(params)
         planned = await asyncio.to_thread(self._plan, params)
         self._planned_once = True
         return planned
 
     async def _complete(self, params: Mapping[str, Any]) -> ChatCompletion:
-        request, plan = await self._plan_off_loop(params)
-        return await self._execution(request, plan).complete()
+        try:
+            request, plan = await self._plan_off_loop(params)
+            return await self._execution(request, plan).complete()
+        except GenRouterError as exc:
+            scrub_chain(exc, self._known_secrets())
+            raise
 
     async def _stream(self, params: Mapping[str, Any]) -> AsyncChatStream:
-        request, plan = await self._plan_off_loop(params)
-        execution = self._execution(request, plan)
-        stream = AsyncChatStream(execution.stream(), execution.info)
-        await stream._prime()
+        try:
+            request, plan = await self._plan_off_loop(params)
+            execution = self._execution(request, plan)
+            stream = AsyncChatStream(execution.stream(), execution.info)
+            await stream._prime()
+        except GenRouterError as exc:
+            scrub_chain(exc, self._known_secrets())
+            raise
         return stream
+
+    def _known_secrets(self) -> list[str]:
+        """Every key and secret header value this client's providers resolve (for redaction)."""
+        found: list[str] = []
+        for config in self._config.provider_configs().values():
+            key = config.resolve_api_key(self._env, DEFAULT_KEY_ENV.get(config.type))
+            found.extend([key] if key else [])
+            found.extend(secret_header_values(config.headers, self._env))
+        return found
 
 
 class AsyncChat:
@@ -505,6 +527,13 @@ def _default_today() -> Callable[[], date]:
     from genrouter import lifecycle as lifecycle_module
 
     return lifecycle_module.utc_today
+
+
+def _first_schema(params: Mapping[str, Any]) -> bool:
+    """Whether validating *params* would import ``jsonschema`` (~0.3-0.8 s) for the first time."""
+    return "jsonschema" not in sys.modules and bool(
+        params.get("tools") or params.get("response_format")
+    )
 
 
 def _off_machine(provider: Provider) -> bool:

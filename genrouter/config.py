@@ -10,8 +10,10 @@ environment variable (``api_key_env = "OPENAI_API_KEY"``) or write ``api_key = "
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -89,6 +91,11 @@ class ProviderConfig(_Strict):
             raise ValueError(f"expected an http(s) URL such as https://host/v1, got {value!r}")
         return value.rstrip("/")
 
+    @field_validator("headers")
+    @classmethod
+    def _headers_are_legal(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_headers(value)
+
     @field_validator("api_key")
     @classmethod
     def _key_is_reference(cls, value: str | None) -> str | None:
@@ -109,6 +116,54 @@ class ProviderConfig(_Strict):
         """The key from *env*, or ``None`` when the variable is unset or empty."""
         variable = self.key_variable(default_env)
         return (env.get(variable) or None) if variable else None
+
+
+# RFC 9110 field names are tokens; values are visible characters, spaces and tabs. httpx2
+# encodes a str header value as ASCII (measured: "é" raises UnicodeEncodeError when the request
+# is built), and CR, LF and NUL would split or cut the header, so anything else is refused when
+# the configuration is loaded, not at the first request.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")
+# Header names whose literal values are secrets too (Azure's ``api-key``, ``x-api-key``…).
+_SECRET_HEADER = re.compile(r"(key|token|secret|auth|password|credential|signature)", re.I)
+
+
+def check_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Validate header names and values as legal HTTP; raise ``ValueError`` naming the bad one."""
+    for name, value in headers.items():
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"header name {name!r} is not a valid HTTP field name")
+        if not _HEADER_VALUE.match(value) or value != value.strip(" \t"):
+            raise ValueError(
+                f"header {name!r} has a value with control or non-ASCII characters, or "
+                "surrounding spaces (the value itself is not shown)"
+            )
+    return dict(headers)
+
+
+def resolve_headers(headers: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str]:
+    """*headers* with every ``"${VAR}"`` value read from *env* (an unset variable drops it)."""
+    resolved: dict[str, str] = {}
+    for name, value in headers.items():
+        match = _ENV_REF.match(value)
+        if match is None:
+            resolved[name] = value
+        elif found := env.get(match.group(1)):
+            resolved[name] = found
+    return resolved
+
+
+def secret_header_values(headers: Mapping[str, str], env: Mapping[str, str]) -> list[str]:
+    """The header values to redact: every ``${VAR}`` one and those of secret-named headers."""
+    secrets = []
+    for name, value in headers.items():
+        match = _ENV_REF.match(value)
+        if match is not None:
+            if found := env.get(match.group(1)):
+                secrets.append(found)
+        elif _SECRET_HEADER.search(name):
+            secrets.append(value)
+    return secrets
 
 
 class BackoffConfig(_Strict):
@@ -230,8 +285,69 @@ class Config(_Strict):
                 )
         return catalog
 
+    def check_consistency(self) -> None:
+        """Fail on values that are each valid but do not fit together, or are not finite.
+
+        Every number must be finite (a NaN weight would rank nothing), a rule's
+        ``min_prompt_tokens`` may not exceed its ``max_prompt_tokens``, and a
+        ``default_route`` other than ``"default"`` (which without such a route means the
+        zero-config route) must name a configured route.
+        """
+        found = _first_non_finite(self.model_dump(), "")
+        if found is not None:
+            raise ConfigError("must be a finite number (not NaN or infinity)", location=found)
+        for i, rule in enumerate(self.rules):
+            low, high = rule.when.min_prompt_tokens, rule.when.max_prompt_tokens
+            if low is not None and high is not None and low > high:
+                raise ConfigError(
+                    f"min_prompt_tokens ({low}) is greater than max_prompt_tokens ({high}); "
+                    "no request could match",
+                    location=f"rules[{i}].when.min_prompt_tokens",
+                )
+        named = self.default_route
+        if (
+            named != "default"
+            and "default_route" in self.model_fields_set
+            and named not in self.routes
+        ):
+            known = ", ".join(sorted(self.routes)) or "none are configured"
+            raise ConfigError(
+                f"unknown route {self.default_route!r} (routes: {known})",
+                location="default_route",
+            )
+
+    def _check_aliases(self, catalog: Catalog) -> None:
+        """A configured model's alias may not repeat another's, nor shadow an id or a route."""
+        owners: dict[str, str] = {}
+        for spec in catalog:
+            for alias in spec.aliases:
+                owners.setdefault(alias, spec.id)
+        for model_id in self.models:
+            own = catalog.resolve(model_id)
+            if own is None or own.id != model_id:
+                continue
+            for alias in own.aliases:
+                location = f"models.{model_id!r}.aliases"
+                other = owners.get(alias, own.id)
+                if alias in ("auto", *self.routes):
+                    what = "'auto'" if alias == "auto" else f"the route {alias!r}"
+                    raise ConfigError(f"alias {alias!r} would shadow {what}", location=location)
+                if (
+                    alias != model_id
+                    and (by_id := catalog.resolve(alias)) is not None
+                    and (by_id.id == alias)
+                ):
+                    raise ConfigError(
+                        f"alias {alias!r} is the id of another model", location=location
+                    )
+                if other != own.id:
+                    raise ConfigError(
+                        f"alias {alias!r} is already an alias of {other!r}", location=location
+                    )
+
     def check_references(self, catalog: Catalog) -> None:
-        """Fail if a route names an unknown model or a rule an unknown route."""
+        """Fail if a route names an unknown model, a rule an unknown route, or an alias clashes."""
+        self._check_aliases(catalog)
         for route_name, route in self.routes.items():
             for field_name in ("candidates", "fallbacks"):
                 for i, model in enumerate(getattr(route, field_name)):
@@ -248,13 +364,49 @@ class Config(_Strict):
                 )
 
 
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+"""A configuration file larger than this is refused (it is a few kilobytes in practice)."""
+
+# O_NONBLOCK: a FIFO opened for reading would otherwise wait for a writer, forever.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+
+
+def _read_capped(path: Path) -> bytes:
+    """The bytes of *path*, which must be a regular file of at most ``MAX_CONFIG_BYTES``."""
+    fd = os.open(path, _OPEN_FLAGS | getattr(os, "O_BINARY", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            what = "a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO, device or socket"
+            raise ConfigError(f"config file {str(path)!r} is {what}, not a regular file")
+        chunks: list[bytes] = []
+        left = MAX_CONFIG_BYTES + 1
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"config file {str(path)!r} is larger than {MAX_CONFIG_BYTES} bytes; "
+            "is it the right file?"
+        )
+    return data
+
+
 def _read_file(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text("utf-8")
+        raw = _read_capped(path)
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from exc
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    except ValueError as exc:  # a NUL byte in the path
+        raise ConfigError(f"not a usable config path {str(path)!r}: {exc}") from None
+    try:
+        # "utf-8-sig": a byte-order mark, which some editors write, is accepted and dropped.
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text: {exc.reason}") from exc
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text: {exc.reason}") from None
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
@@ -280,6 +432,13 @@ def _read_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def _as_path(source: str | os.PathLike[str]) -> Path:
+    try:
+        return Path(source).expanduser()
+    except (TypeError, RuntimeError) as exc:  # bytes paths, "~nobody/…"
+        raise ConfigError(f"not a usable config path: {source!r} ({exc})") from None
+
+
 def _default_path(env: Mapping[str, str]) -> Path | None:
     if configured := env.get("GENROUTER_CONFIG"):
         return Path(configured).expanduser()
@@ -299,18 +458,42 @@ def load_config(
     configuration is used (built-in catalog, default route chosen from what is usable).
     """
     if isinstance(source, Config):
+        source.check_consistency()
+        source.check_references(source.build_catalog())
         return source
     if source is None:
         path = _default_path(os.environ if env is None else env)
         data: Mapping[str, Any] = _read_file(path) if path else {}
     elif isinstance(source, Mapping):
         data = source
+    elif isinstance(source, str | os.PathLike):
+        data = _read_file(_as_path(source))
     else:
-        data = _read_file(Path(source).expanduser())
+        raise ConfigError(
+            f"expected a Config, a mapping or a file path, got {type(source).__name__}"
+        )
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
         loc, msg = first_validation_error(exc, "")
         raise ConfigError(msg, location=loc.lstrip(".")) from None
+    config.check_consistency()
     config.check_references(config.build_catalog())
     return config
+
+
+def _first_non_finite(value: Any, location: str) -> str | None:
+    """The location of the first NaN or infinite number inside *value*, if any."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else location
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = _first_non_finite(item, f"{location}.{key}" if location else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found = _first_non_finite(item, f"{location}[{i}]")
+            if found is not None:
+                return found
+    return None

@@ -34,16 +34,20 @@ Warnings (``warnings.warn``): ``GenRouterWarning`` (a ``UserWarning``), and unde
 ``GenRouterDeprecationWarning`` (a model in use is deprecated: once per model per client) and
 ``ModelCacheWarning`` (the refreshed model-list cache could not be read and was ignored).
 
-Every provider error keeps the vendor exception as ``__cause__``. No message, ``repr`` or
-attribute of these errors holds an API key: text that came from a provider passes through
-:func:`redact` with the keys the provider knows.
+
+Every provider error keeps the vendor exception as ``__cause__``, except where that exception
+could carry a key (a parser's error holding the raw body, the openai SDK's exception holding
+the request): then ``__cause__`` is a :class:`RedactedCause` naming the original's type with
+its text redacted, and ``__context__`` is empty. No message, ``repr``, attribute or chained
+exception of these errors holds an API key: text that came from a provider passes through
+:func:`redact` with the keys (and secret header values) the provider knows.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from genrouter.types import RouteInfo
@@ -75,6 +79,7 @@ __all__ = [
     "ProviderError",
     "ProviderTimeoutError",
     "RateLimitError",
+    "RedactedCause",
     "ResponseFormatError",
     "ServerError",
     "StreamInterruptedError",
@@ -84,6 +89,8 @@ __all__ = [
 
 # Shapes of keys that vendors echo back in error bodies (OpenAI ``sk-…``, DashScope ``sk-…``,
 # bearer tokens). Anything matching is masked even when the exact key is unknown.
+E = TypeVar("E", bound=BaseException)
+
 _KEY_SHAPES = re.compile(r"\b(sk-[A-Za-z0-9_\-*]{6,}|Bearer\s+[A-Za-z0-9_\-.=]{8,})")
 
 
@@ -93,6 +100,96 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     return _KEY_SHAPES.sub("***", text)
+
+
+def _validation_summary(exc: BaseException) -> str | None:
+    # pydantic's text shows ``input_value`` (the raw data, cut to its last characters, where an
+    # exact-key redaction no longer matches); its structured errors without the input do not.
+    errors = getattr(exc, "errors", None)
+    if not callable(errors) or type(exc).__name__ != "ValidationError":
+        return None
+    try:
+        items = errors(include_url=False, include_input=False, include_context=False)
+    except TypeError:
+        return None
+    shown = [
+        f"{'.'.join(str(p) for p in e.get('loc', ())) or '<root>'}: {e.get('msg')}" for e in items
+    ]
+    return f"{len(items)} validation error(s): " + "; ".join(shown[:5])
+
+
+class RedactedCause(Exception):
+    """Stands in, as ``__cause__``, for an exception whose text or attributes could hold a key.
+
+    ``original_type`` is the dotted name of the exception it replaces; its message is that
+    exception's text with secrets masked (pydantic validation errors: locations and messages
+    only, never the input). ``status_code``, ``request_id`` and ``code`` are copied when the
+    original had them (the openai SDK's exceptions do).
+    """
+
+    def __init__(self, original: BaseException, secrets: Iterable[str | None] = ()) -> None:
+        kind = type(original)
+        self.original_type = f"{kind.__module__}.{kind.__qualname__}"
+        self.status_code: int | None = getattr(original, "status_code", None)
+        self.request_id: str | None = getattr(original, "request_id", None)
+        code = getattr(original, "code", None)
+        self.code: str | None = code if isinstance(code, str) else None
+        text = _validation_summary(original)
+        if text is None:
+            text = redact(str(original), secrets)
+        super().__init__(f"{self.original_type}: {text[:500]}")
+
+
+def detach(error: E, original: BaseException, secrets: Iterable[str | None] = ()) -> E:
+    """Give *error* a :class:`RedactedCause` of *original* as its cause, and no context.
+
+    Raise the result outside the ``except`` block that caught *original*: raising inside it
+    would make *original* the ``__context__`` again.
+    """
+    error.__cause__ = RedactedCause(original, secrets)
+    error.__context__ = None
+    return error
+
+
+def scrub_chain(error: BaseException, secrets: Iterable[str | None] = ()) -> None:
+    """Replace, in place, every link of *error*'s chain that is not genrouter's own.
+
+    Walks ``__cause__``, ``__context__`` and exception-group members; a foreign exception (a
+    vendor's, a parser's) whose text shows a secret or a key-shaped token, or that is known to
+    hold raw data (pydantic's ``ValidationError``, the openai SDK's exceptions), is replaced by
+    a :class:`RedactedCause`; notes are redacted. Other links (an ``OSError``, httpx2's
+    transport errors) stay, so tracebacks keep what helps; genrouter's own errors are already
+    redacted when they are made.
+    """
+    secrets = tuple(secrets)
+    seen: set[int] = set()
+    stack: list[BaseException] = [error]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        notes = getattr(node, "__notes__", None)
+        if isinstance(notes, list):
+            node.__notes__ = [redact(str(n), secrets) for n in notes]
+        for attr in ("__cause__", "__context__"):
+            link = getattr(node, attr)
+            if link is None:
+                continue
+            if not isinstance(link, GenRouterError | RedactedCause) and _may_leak(link, secrets):
+                link = RedactedCause(link, secrets)
+                setattr(node, attr, link)
+            stack.append(link)
+        if isinstance(node, BaseExceptionGroup):
+            stack.extend(node.exceptions)
+
+
+def _may_leak(exc: BaseException, secrets: Sequence[str | None]) -> bool:
+    kind = type(exc)
+    if kind.__name__ == "ValidationError" or kind.__module__.split(".")[0] == "openai":
+        return True
+    text = f"{exc}\n{exc!r}"
+    return redact(text, secrets) != text
 
 
 class GenRouterError(Exception):
@@ -148,11 +245,18 @@ class ModelCacheWarning(GenRouterWarning):
 
 
 class MediaError(GenRouterError):
-    """An image or video part could not be used: missing file, unknown type or too large."""
+    """An image or video part could not be used: missing file, unknown type or too large.
 
-    def __init__(self, message: str, *, source: str | None = None) -> None:
+    ``source`` is the image or video as given; ``param`` the request field that holds it
+    (``messages[0].content[1].image_url.url``) when the error was found validating a request.
+    """
+
+    def __init__(
+        self, message: str, *, source: str | None = None, param: str | None = None
+    ) -> None:
         self.source = source
-        super().__init__(message)
+        self.param = param
+        super().__init__(f"{param}: {message}" if param else message)
 
 
 class NoCandidateError(GenRouterError):

@@ -5,7 +5,9 @@ caller's disk. :func:`resolve_image_source` turns a local path or ``file://`` UR
 URI, sniffing the type from the file's first bytes (an extension can lie) and refusing files
 that are missing, unreadable, of an unknown type or too large, with a :class:`MediaError`
 that names the source. It reads files, so async callers run it in a thread, and only when
-some part is local (:func:`is_local_source`).
+some part is local (:func:`is_local_source`). Only regular files are read (a FIFO or a device
+such as ``/dev/zero`` is refused, opened without blocking), and never more than the size cap;
+:func:`check_local_file` makes the same checks with ``stat`` alone, for request validation.
 
 :func:`image_dimensions` reads width and height from PNG, JPEG, GIF and WEBP headers without
 Pillow, for token estimates.
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
+import stat
 import struct
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -24,6 +28,7 @@ from genrouter.errors import MediaError
 
 __all__ = [
     "DEFAULT_MAX_IMAGE_BYTES",
+    "check_local_file",
     "decode_data_uri",
     "image_dimensions",
     "is_local_source",
@@ -128,14 +133,65 @@ def _local_path(source: str) -> Path:
         raise MediaError(f"image path {source!r} names an unknown user", source=source) from exc
 
 
+def check_local_file(source: str, *, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> None:
+    """Refuse, without opening it, a local media source that is not a regular file within
+    *max_bytes*: missing, a directory, a FIFO, a device (``/dev/zero``) or a socket.
+
+    ``stat`` never blocks, so request validation calls this before planning reads any file.
+    """
+    path = _local_path(source)
+    try:
+        info = path.stat()
+    except FileNotFoundError as exc:
+        raise MediaError(f"image file {source!r} does not exist", source=source) from exc
+    except PermissionError as exc:
+        raise MediaError(f"image file {source!r} is not readable", source=source) from exc
+    except OSError as exc:
+        raise MediaError(
+            f"image file {source!r} could not be read: {exc.strerror or exc}", source=source
+        ) from exc
+    except ValueError as exc:  # e.g. an embedded NUL byte in the path
+        raise MediaError(
+            f"image path {source!r} is not a valid path: {exc}", source=source
+        ) from exc
+    _check_regular(info.st_mode, source)
+    _check_size(info.st_size, max_bytes, source)
+
+
+def _check_regular(mode: int, source: str) -> None:
+    if stat.S_ISDIR(mode):
+        raise MediaError(f"image {source!r} is a directory, not a file", source=source)
+    if not stat.S_ISREG(mode):
+        raise MediaError(
+            f"image {source!r} is not a regular file (a FIFO, device or socket); "
+            "only regular files are read",
+            source=source,
+        )
+
+
+# O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+
+
 def _read_file(path: Path, source: str, max_bytes: int) -> bytes:
     try:
-        # Check the size before reading so a huge file is refused without loading it.
-        size = path.stat().st_size
-        if path.is_dir():
-            raise MediaError(f"image {source!r} is a directory, not a file", source=source)
-        _check_size(size, max_bytes, source)
-        return path.read_bytes()
+        # Open without blocking, then check what was opened (not the path, which could be
+        # swapped): only a regular file within the cap is read, and never more than the cap.
+        fd = os.open(path, _OPEN_FLAGS | getattr(os, "O_BINARY", 0))
+        try:
+            info = os.fstat(fd)
+            _check_regular(info.st_mode, source)
+            _check_size(info.st_size, max_bytes, source)
+            chunks: list[bytes] = []
+            left = max_bytes + 1
+            while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+                chunks.append(chunk)
+                left -= len(chunk)
+        finally:
+            os.close(fd)
+        data = b"".join(chunks)
+        _check_size(len(data), max_bytes, source)  # it grew after the size check
+        return data
     except FileNotFoundError as exc:
         raise MediaError(f"image file {source!r} does not exist", source=source) from exc
     except PermissionError as exc:

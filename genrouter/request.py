@@ -19,6 +19,7 @@ from genrouter.messages import (
     VideoPart,
     first_validation_error,
 )
+from genrouter.validation import check_params, check_request
 
 __all__ = ["OPENAI_PARAMS", "ChatRequest", "Needs", "build_request"]
 
@@ -154,6 +155,7 @@ def build_request(params: Mapping[str, Any]) -> ChatRequest:
 
     Raises :class:`InvalidRequestError` naming the first bad parameter.
     """
+    check_params(params)  # the raw arguments pydantic would misreport (genrouter.validation)
     data = dict(params)
     messages = data.get("messages")
     if messages is None or isinstance(messages, str | bytes | Mapping):
@@ -163,7 +165,8 @@ def build_request(params: Mapping[str, Any]) -> ChatRequest:
     if not messages:
         raise InvalidRequestError("at least one message is required", param="messages")
     try:
-        return ChatRequest.model_validate(data)
+        request = ChatRequest.model_validate(data)
     except ValidationError as exc:
         loc, msg = first_validation_error(exc, "")
         raise InvalidRequestError(msg, param=loc.lstrip(".")) from None
+    return check_request(request)  # the one door: every field, before any I/O

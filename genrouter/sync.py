@@ -26,6 +26,7 @@ from genrouter.providers.base import Provider
 from genrouter.routing.hooks import AsyncHooks
 from genrouter.streaming import AsyncChatStream, ChatStream
 from genrouter.types import ChatCompletion, RouteDecision
+from genrouter.validation import check_params
 
 if TYPE_CHECKING:
     from genrouter.refresh import RefreshReport
@@ -220,6 +221,7 @@ class Completions:
     ) -> ChatCompletion | ChatStream:
         """Create a chat completion; see :meth:`genrouter.client.AsyncCompletions.create`."""
         client = self._client
+        check_params({"messages": messages, **params})  # typed refusal before list() below
         result: ChatCompletion | AsyncChatStream = client._portal.call(
             client._async.chat.completions.create,
             model=model,

@@ -48,6 +48,7 @@ EXPECTED_ALL = {
     "ProviderError",
     "ProviderTimeoutError",
     "RateLimitError",
+    "RedactedCause",
     "ResponseFormatError",
     "RouteDecision",
     "RouteInfo",

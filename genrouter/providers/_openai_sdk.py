@@ -5,14 +5,17 @@ plumbing). The SDK sends the request, on the client's shared ``httpx2.AsyncClien
 ``max_retries=0`` (routing retries, once); genrouter still parses the bytes itself, through
 ``with_raw_response`` / ``with_streaming_response``, because building the SDK's objects costs
 about 130 µs per streamed chunk. SDK exceptions are mapped to genrouter's tree ``from`` the
-original. ``openai`` is imported only when this module is.
+original's facts (status, request id, code) but never chained as they are: the SDK's exception
+holds the request (its ``Authorization`` header) and the response body, where a server may echo
+the key, so ``__cause__`` is a :class:`~genrouter.errors.RedactedCause` summary and
+``__context__`` is empty. ``openai`` is imported only when this module is.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 import openai
@@ -22,6 +25,7 @@ from genrouter.errors import (
     ProviderError,
     ProviderTimeoutError,
     ResponseFormatError,
+    detach,
     redact,
 )
 from genrouter.providers._errors_http import CONNECT_FAILED, error_from_transport
@@ -50,6 +54,8 @@ class OpenAISDKTransport:
         headers: Mapping[str, str],
     ) -> None:
         self.api_key = api_key
+        # What the owning provider built this transport for (key and secret header values).
+        self.stamp: tuple[str | None, ...] = (api_key,)
         extra = {k: v for k, v in headers.items() if k.lower() not in _SDK_OWNED_HEADERS}
         lowered = {k.lower(): v for k, v in headers.items()}
         self._client = openai.AsyncOpenAI(
@@ -87,9 +93,11 @@ class OpenAISDKTransport:
                 model=model, messages=messages, extra_body=rest, timeout=timeout
             )
         except openai.OpenAIError as exc:
-            _raise_mapped(exc, provider, call)
-        content: bytes = raw.http_response.content
-        return content
+            failure = _mapped(exc, provider, call)
+        else:
+            content: bytes = raw.http_response.content
+            return content
+        raise failure  # outside the except: the SDK's exception must not become the context
 
     @asynccontextmanager
     async def open_stream(
@@ -101,29 +109,43 @@ class OpenAISDKTransport:
     ) -> AsyncIterator[httpx2.Response]:
         """Open a streamed request; yield the open HTTP response, closed on exit."""
         model, messages, rest = self._split(body)
+        failure: ProviderError | None = None
         try:
             manager = self._client.chat.completions.with_streaming_response.create(
                 model=model, messages=messages, stream=True, extra_body=rest, timeout=timeout
             )
             response = await manager.__aenter__()
         except openai.OpenAIError as exc:
-            _raise_mapped(exc, provider, call)
+            failure = _mapped(exc, provider, call)
+        if failure is not None:
+            raise failure  # outside the except, as in complete()
         try:
             yield response.http_response
         finally:
             await manager.__aexit__(None, None, None)
 
 
-def _raise_mapped(
+def _mapped(
     exc: openai.OpenAIError, provider: OpenAICompatibleProvider, call: ProviderCall
-) -> NoReturn:
+) -> ProviderError:
+    """The typed error for an SDK exception, with a redacted summary of it as the cause."""
+    error = _classified(exc, provider, call)
+    if error.request_id is None:
+        request_id = getattr(exc, "request_id", None)
+        error.request_id = request_id if isinstance(request_id, str) else None
+    return detach(error, exc, provider._secrets())
+
+
+def _classified(
+    exc: openai.OpenAIError, provider: OpenAICompatibleProvider, call: ProviderCall
+) -> ProviderError:
     error: ProviderError
     if isinstance(exc, openai.APIStatusError):
         response = exc.response
         error = provider.map_error(response.status_code, response.content, response.headers)
         if error.model is None:
             error.model = call.model.model
-        raise error from exc
+        return error
     where: dict[str, Any] = {"provider": provider.name, "model": call.model.model}
     # The SDK wraps httpx2's exception; classify by that original when it kept it.
     original = exc.__cause__ or exc.__context__
@@ -137,4 +159,4 @@ def _raise_mapped(
         error = ResponseFormatError("the openai SDK could not read the response", **where)
     else:
         error = ProviderError(redact(str(exc), provider._secrets()), **where)
-    raise error from exc
+    return error

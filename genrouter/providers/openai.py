@@ -36,5 +36,5 @@ class OpenAIProvider(OpenAICompatibleProvider):
             headers["OpenAI-Organization"] = self._config.organization
         if self._config.project:
             headers["OpenAI-Project"] = self._config.project
-        headers.update(self._config.headers)
+        headers.update(self.configured_headers())
         return headers

@@ -37,20 +37,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx2
 from pydantic import ValidationError
 from pydantic_core import to_json
 
+from genrouter.config import resolve_headers, secret_header_values
 from genrouter.errors import (
     AuthenticationError,
     ConfigError,
+    MediaError,
     ProviderConnectionError,
     ProviderError,
     ResponseFormatError,
     UnsupportedInputError,
+    detach,
     redact,
 )
 from genrouter.media import is_local_source, resolve_image_source
@@ -110,7 +113,7 @@ class OpenAICompatibleProvider:
         self._base_url = base_url.rstrip("/")
         self._url = self._base_url + "/chat/completions"
         # Headers depend only on the key; rebuilt when the key in the environment changes.
-        self._headers_key: str | None = None
+        self._headers_key: tuple[str | None, ...] | None = None
         self._headers: dict[str, str] | None = None
         self._sdk: OpenAISDKTransport | None = None
 
@@ -152,6 +155,15 @@ class OpenAICompatibleProvider:
                 model=call.model.model,
                 code="malformed_api_key",
             )
+        for header, value in self.configured_headers().items():
+            if not _usable_in_header(value.replace(" ", "").replace("\t", "") or "x"):
+                raise AuthenticationError(
+                    f"the value of header {header!r} (from the environment) has control or "
+                    "non-ASCII characters; check the variable's value (it is not shown)",
+                    provider=self._name,
+                    model=call.model.model,
+                    code="malformed_header",
+                )
         if key is None and self.key_required:
             variable = self._config.key_variable(self.default_key_env) or "api_key_env"
             raise AuthenticationError(
@@ -167,13 +179,19 @@ class OpenAICompatibleProvider:
         headers = {"Content-Type": "application/json"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        headers.update(self._config.headers)
+        headers.update(self.configured_headers())
         return headers
 
+    def configured_headers(self) -> dict[str, str]:
+        """The configured ``headers``, ``"${VAR}"`` values read from the environment now."""
+        return resolve_headers(self._config.headers, self._env)
+
     def _headers_for(self, key: str | None) -> dict[str, str]:
-        if self._headers is None or key != self._headers_key:
+        # Rebuilt when the key (or a header read from the environment) changes.
+        stamp = (key, *secret_header_values(self._config.headers, self._env))
+        if self._headers is None or stamp != self._headers_key:
             self._headers = self.request_headers(key)
-            self._headers_key = key
+            self._headers_key = stamp
         return self._headers
 
     # -- pure request building ----------------------------------------------------------
@@ -262,7 +280,8 @@ class OpenAICompatibleProvider:
     # -- error mapping hooks ------------------------------------------------------------
 
     def _secrets(self) -> tuple[str | None, ...]:
-        return (self._api_key(),)
+        """What redaction masks: the key and secret header values (``${VAR}`` or key-named)."""
+        return (self._api_key(), *secret_header_values(self._config.headers, self._env))
 
     def map_error(self, status: int, body: bytes, headers: httpx2.Headers) -> ProviderError:
         """The typed error for an HTTP error response."""
@@ -290,16 +309,32 @@ class OpenAICompatibleProvider:
     def _format_error(
         self, what: str, exc: Exception, call: ProviderCall, data: bytes
     ) -> ResponseFormatError:
+        """A redacted :class:`ResponseFormatError` whose cause is a redacted summary of *exc*.
+
+        The parser's own exception holds the raw bytes (pydantic's ``input_value``, the SSE
+        line), which may hold a key the server echoed, so it is never chained as it is: raise
+        the result outside the ``except`` block (see :func:`~genrouter.errors.detach`).
+        """
         detail = exc.errors(include_url=False)[0]["msg"] if isinstance(exc, ValidationError) else ""
         secrets = self._secrets()
         # Redact the whole text before cutting it: a key cut in half would no longer match.
         shown = redact(data.decode("utf-8", "replace"), secrets)[:200]
         reason = redact(str(detail or exc), secrets)[:300]
-        return ResponseFormatError(
+        error = ResponseFormatError(
             f"malformed {what}: {reason} (received {shown!r})",
             provider=self._name,
             model=call.model.model,
         )
+        return detach(error, exc, secrets)
+
+    def _unparsable(
+        self, what: str, exc: ValidationError, call: ProviderCall, data: bytes
+    ) -> ProviderError:
+        """A body or event that did not validate: the vendor's error report, or malformed."""
+        payload = _loads(data)
+        if self.is_error_payload(payload):
+            return detach(_locate(self.map_stream_error(payload), call), exc, self._secrets())
+        return self._format_error(what, exc, call, data)
 
     # -- transport ----------------------------------------------------------------------
 
@@ -315,7 +350,7 @@ class OpenAICompatibleProvider:
         body = self.build_body(call, stream=stream)
         messages = body.get("messages")
         if isinstance(messages, list) and _has_local_media(messages):
-            await asyncio.to_thread(self.resolve_media, messages)
+            await _read_media_in_time(self.resolve_media, messages, call.timeout)
         return body, key
 
     def _request(self, body: dict[str, Any], key: str | None, call: ProviderCall) -> httpx2.Request:
@@ -328,7 +363,8 @@ class OpenAICompatibleProvider:
         )
 
     def _sdk_transport(self, key: str | None) -> OpenAISDKTransport:
-        if self._sdk is None or self._sdk.api_key != key:
+        stamp = (key, *secret_header_values(self._config.headers, self._env))
+        if self._sdk is None or self._sdk.stamp != stamp:
             from genrouter.providers._openai_sdk import OpenAISDKTransport
 
             self._sdk = OpenAISDKTransport(
@@ -337,6 +373,7 @@ class OpenAICompatibleProvider:
                 http=self._http,
                 headers=self.request_headers(key),
             )
+            self._sdk.stamp = stamp
         return self._sdk
 
     async def complete(self, call: ProviderCall) -> ChatCompletion:
@@ -360,10 +397,8 @@ class OpenAICompatibleProvider:
         try:
             return ChatCompletion.model_validate_json(content)
         except ValidationError as exc:
-            payload = _loads(content)
-            if self.is_error_payload(payload):
-                raise _locate(self.map_stream_error(payload), call) from exc
-            raise self._format_error("completion", exc, call, content) from exc
+            failure = self._unparsable("completion", exc, call, content)
+        raise failure  # outside the except: the raw validation error must not become context
 
     async def stream(self, call: ProviderCall) -> AsyncGenerator[ChatCompletionChunk, None]:
         """Send *call* with ``stream: true`` and yield chunks as they arrive.
@@ -407,6 +442,7 @@ class OpenAICompatibleProvider:
         """Parse an open SSE response into chunks until ``[DONE]``. The caller closes it."""
         decoder = SSEDecoder()
         finished = False
+        malformed: ProviderError | None = None
         try:
             async with contextlib.aclosing(response.aiter_bytes()) as byte_stream:
                 async for raw in byte_stream:
@@ -429,7 +465,9 @@ class OpenAICompatibleProvider:
         except httpx2.DecodingError as exc:
             raise self._format_error("event stream", exc, call, b"") from exc
         except SSEFormatError as exc:
-            raise self._format_error("event stream", exc, call, exc.line) from exc
+            malformed = self._format_error("event stream", exc, call, exc.line)
+        if malformed is not None:
+            raise malformed  # outside the except: the offending line may hold a key
         if not finished:
             # The body ended cleanly but the answer did not: the server went away mid-answer.
             raise ProviderConnectionError(
@@ -448,10 +486,8 @@ class OpenAICompatibleProvider:
         try:
             return ChatCompletionChunk.model_validate_json(data)
         except ValidationError as exc:
-            payload = _loads(data)
-            if self.is_error_payload(payload):
-                raise _locate(self.map_stream_error(payload), call) from exc
-            raise self._format_error("stream chunk", exc, call, data) from exc
+            failure = self._unparsable("stream chunk", exc, call, data)
+        raise failure  # outside the except: the raw validation error must not become context
 
     async def aclose(self) -> None:
         """Forget the SDK client, if any. The shared HTTP client belongs to the caller."""
@@ -467,6 +503,21 @@ async def _drain(byte_stream: AsyncIterator[bytes]) -> None:
         async with asyncio.timeout(_DRAIN_TIMEOUT_S):
             async for _rest in byte_stream:
                 pass
+
+
+async def _read_media_in_time(
+    resolve: Callable[[list[dict[str, Any]]], None],
+    messages: list[dict[str, Any]],
+    timeout: float | None,
+) -> None:
+    """Read local media on a thread, within the time the request has left."""
+    try:
+        async with asyncio.timeout(timeout):
+            await asyncio.to_thread(resolve, messages)
+    except TimeoutError:
+        raise MediaError(
+            f"reading local media took longer than the request's {timeout:.1f}s left"
+        ) from None
 
 
 def _usable_in_header(key: str) -> bool:

@@ -3,16 +3,27 @@
 Before a call, its estimated cost is reserved; after it, the reservation is settled with the
 cost of the usage the provider reported (or released if the call failed). Routing sees the
 money left and excludes candidates whose estimate does not fit.
+
+Settled money is kept as a running sum per time bucket, not per request: the window is cut
+into :data:`BUCKETS_PER_WINDOW` buckets, each holding the total settled in it, and a running
+total of all of them. A check costs the same at 10 settled requests as at a million (see
+``bench/budget.py``), and memory is bounded by the bucket count. The price is granularity:
+money leaves the window when its whole bucket has, up to ``window_s / BUCKETS_PER_WINDOW``
+after the exact moment, which errs towards holding the limit, never towards overspending.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
 from genrouter.config import BudgetConfig
 
-__all__ = ["Budget", "Reservation"]
+__all__ = ["BUCKETS_PER_WINDOW", "Budget", "Reservation"]
+
+BUCKETS_PER_WINDOW = 64
+"""How many buckets one window is cut into (the memory bound of a :class:`Budget`)."""
 
 
 @dataclass(slots=True)
@@ -25,24 +36,45 @@ class Reservation:
 
 @dataclass(slots=True)
 class Budget:
-    """Spending of one client. ``now`` comes from the client's clock."""
+    """Spending of one client. ``now`` comes from the client's clock.
+
+    ``spent`` holds ``(bucket index, money settled in it)`` pairs, oldest first, at most
+    ``BUCKETS_PER_WINDOW + 1`` of them; ``total`` is their running sum.
+    """
 
     config: BudgetConfig
-    spent: deque[tuple[float, float]] = field(default_factory=deque)
+    spent: deque[tuple[int, float]] = field(default_factory=deque)
     reserved: float = 0.0
+    total: float = 0.0
+
+    def _bucket(self, now: float) -> int:
+        return math.floor(now * BUCKETS_PER_WINDOW / self.config.window_s)
+
+    def _expire(self, now: float) -> None:
+        # A bucket leaves once its *end* is more than a window before *now*: an entry is never
+        # forgotten early, at most one bucket width late.
+        oldest_kept = self._bucket(now) - BUCKETS_PER_WINDOW
+        expired = False
+        while self.spent and self.spent[0][0] < oldest_kept:
+            self.spent.popleft()
+            expired = True
+        if expired:
+            # Re-add what is left (at most BUCKETS_PER_WINDOW numbers, once per bucket) so
+            # rounding from subtracting never accumulates.
+            self.total = math.fsum(amount for _, amount in self.spent)
 
     def spent_usd(self, now: float) -> float:
         """Money settled within the window ending at *now*."""
-        while self.spent and now - self.spent[0][0] > self.config.window_s:
-            self.spent.popleft()
-        return sum(amount for _, amount in self.spent)
+        self._expire(now)
+        return self.total
 
     def remaining_usd(self, now: float) -> float:
         """What may still be spent: the limit less settled and reserved money."""
         return self.config.limit_usd - self.spent_usd(now) - self.reserved
 
     def reserve(self, amount: float) -> Reservation:
-        amount = max(amount, 0.0)
+        """Set *amount* aside (negative or NaN amounts reserve nothing)."""
+        amount = amount if amount > 0 and math.isfinite(amount) else 0.0
         self.reserved += amount
         return Reservation(amount)
 
@@ -61,13 +93,27 @@ class Budget:
         if reservation.settled:
             return
         reservation.settled = True
-        self.reserved -= reservation.amount
-        cost = reservation.amount if actual is None else actual
-        if cost > 0:
-            self.spent.append((now, cost))
+        self._unreserve(reservation.amount)
+        cost = reservation.amount if actual is None or not math.isfinite(actual) else actual
+        if cost <= 0:
+            return
+        bucket = self._bucket(now)
+        if self.spent and self.spent[-1][0] >= bucket:
+            # The same bucket (or a clock that stepped back): add to the newest one.
+            index, amount = self.spent[-1]
+            self.spent[-1] = (index, amount + cost)
+        else:
+            self.spent.append((bucket, cost))
+        self.total += cost
+        self._expire(now)
 
     def release(self, reservation: Reservation) -> None:
         """The call failed before it cost anything: give the reservation back."""
         if not reservation.settled:
             reservation.settled = True
-            self.reserved -= reservation.amount
+            self._unreserve(reservation.amount)
+
+    def _unreserve(self, amount: float) -> None:
+        # Clamped at zero: float rounding over many reservations must not leave a negative
+        # reservation that would let the limit be exceeded by that much.
+        self.reserved = max(self.reserved - amount, 0.0)

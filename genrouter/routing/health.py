@@ -10,6 +10,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
+from genrouter._lru import LRUDict
 from genrouter.config import CircuitConfig, OfflineConfig
 
 __all__ = ["CircuitBreaker", "Health", "LatencyStats", "Reachability", "Ticket"]
@@ -164,8 +165,9 @@ class Health:
 
     circuit_config: CircuitConfig
     offline_config: OfflineConfig
-    latency: dict[str, LatencyStats] = field(default_factory=dict)
-    circuits: dict[str, CircuitBreaker] = field(default_factory=dict)
+    # Bounded (least recently used first out): model ids may be ad-hoc names the caller picks.
+    latency: dict[str, LatencyStats] = field(default_factory=LRUDict)
+    circuits: dict[str, CircuitBreaker] = field(default_factory=LRUDict)
     reachability: Reachability = field(init=False)
 
     def __post_init__(self) -> None:

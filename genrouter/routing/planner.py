@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
+from genrouter._lru import LRUDict
 from genrouter.catalog import Catalog, ModelSpec
 from genrouter.config import Config, ProviderConfig, RouteConfig
 from genrouter.errors import (
@@ -79,8 +80,9 @@ class Planner:
         self._today = today
         self._warned_deprecated: set[str] = set()
         self._provider_configs = config.provider_configs()
-        self._adhoc: dict[str, ModelSpec] = {}
-        self._single_routes: dict[str, tuple[RouteConfig, dict[str, ModelSpec]]] = {}
+        # Keyed by names the caller picks: bounded, so a million ad-hoc names cannot pile up.
+        self._adhoc: LRUDict[str, ModelSpec] = LRUDict()
+        self._single_routes: LRUDict[str, tuple[RouteConfig, dict[str, ModelSpec]]] = LRUDict()
         self._zero_config: tuple[RouteConfig, dict[str, ModelSpec]] | None = None
 
     # -- resolution ---------------------------------------------------------------------------
