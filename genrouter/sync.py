@@ -12,9 +12,10 @@ import asyncio
 import concurrent.futures
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
 
 from pydantic import BaseModel
 
@@ -25,6 +26,13 @@ from genrouter.providers.base import Provider
 from genrouter.routing.hooks import AsyncHooks
 from genrouter.streaming import AsyncChatStream, ChatStream
 from genrouter.types import ChatCompletion, RouteDecision
+
+if TYPE_CHECKING:
+    import httpx2
+
+    from genrouter.catalog import ModelSpec
+    from genrouter.routing.health import Health
+    from genrouter.tokens import TokenCounter
 
 __all__ = ["Client"]
 
@@ -112,10 +120,23 @@ class Client:
         hooks: AsyncHooks | None = None,
         tracing: Any = None,
         providers: Mapping[str, Provider] | None = None,
+        http_client: httpx2.AsyncClient | None = None,
+        token_counter: TokenCounter | None = None,
+        clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
     ) -> None:
+        # The same arguments as AsyncClient, passed through unchanged (tests/test_sync_parity.py
+        # fails when the two drift apart).
         self._async = AsyncClient(
-            config, env=env, hooks=hooks, tracing=tracing, providers=providers, seed=seed
+            config,
+            env=env,
+            hooks=hooks,
+            tracing=tracing,
+            providers=providers,
+            http_client=http_client,
+            token_counter=token_counter,
+            clock=clock,
+            seed=seed,
         )
         self._portal = _Portal()
         self.chat = Chat(self)
@@ -124,6 +145,25 @@ class Client:
     def async_client(self) -> AsyncClient:
         """The async client underneath (use it only from the portal's loop)."""
         return self._async
+
+    @property
+    def config(self) -> Config:
+        """The validated configuration this client runs on."""
+        return self._async.config
+
+    @property
+    def health(self) -> Health:
+        """What this client has observed: latency averages, circuit breakers, reachability."""
+        return self._async.health
+
+    def model_spec(self, name: str) -> ModelSpec | None:
+        """The catalog entry for a model id or alias (or an uncatalogued ``provider/model``)."""
+        return self._async.model_spec(name)
+
+    def provider(self, name: str) -> Provider:
+        """The provider called *name*, built on first use (its methods are async: call them
+        on :attr:`async_client`'s loop, or leave them to the client)."""
+        return self._async.provider(name)
 
     def __enter__(self) -> Self:
         return self
