@@ -61,7 +61,13 @@ from genrouter.errors import (
 )
 from genrouter.media import is_local_source, resolve_image_source
 from genrouter.messages import first_validation_error
-from genrouter.providers._errors_http import classify, error_fields, parse_retry_after
+from genrouter.providers._errors_http import (
+    classify,
+    error_fields,
+    parse_retry_after,
+    should_retry_header,
+    status_in_payload,
+)
 from genrouter.providers.openai_compat import OpenAICompatibleProvider
 
 if TYPE_CHECKING:
@@ -178,33 +184,44 @@ def _normal(code: str | None) -> str:
     return re.sub(r"[^a-z0-9]", "", code.lower()) if code else ""
 
 
-def _dashscope_class(status: int | None, codes: str, message: str) -> type[ProviderError]:
-    """The error class from DashScope codes (normalised, joined) and message."""
-    lowered = message.lower()
-    if "datainspectionfailed" in codes or "inappropriatecontent" in codes:
-        return ContentFilteredError
-    if "invalidapikey" in codes:
-        return AuthenticationError
-    if "arrearage" in codes:
-        return BillingError
-    # Throttling.AllocationQuota arrives in compatible mode as 429 "insufficient_quota", which
+# DashScope's error table. Codes are matched normalised (lower case, letters and digits only:
+# "Throttling.RateQuota" -> "throttlingratequota") against the fragments below, the code and
+# the error type joined. Specific codes win over the HTTP status; generic ones ("the request
+# is invalid", "internal error") decide only when the status does not (in a stream, or a 400).
+_DASHSCOPE_SPECIFIC: Final[tuple[tuple[str, type[ProviderError]], ...]] = (
+    ("datainspectionfailed", ContentFilteredError),
+    ("inappropriatecontent", ContentFilteredError),
+    ("invalidapikey", AuthenticationError),
+    ("arrearage", BillingError),
+    # Throttling.AllocationQuota arrives in compatible mode as "insufficient_quota", which
     # elsewhere means an unpaid bill: on DashScope it is a per-minute quota that recovers.
-    if (
-        codes.startswith("throttling")
-        or "limitrequests" in codes
-        or (status == 429 and "insufficientquota" in codes)
-    ):
-        return RateLimitError
-    if "modelnotfound" in codes or "modelnotexist" in codes:
-        return NotFoundError
-    if "accessdenied" in codes:
-        return PermissionDeniedError
-    if "invalidparameter" in codes or "invalidrequest" in codes:
-        if any(phrase in lowered for phrase in _CONTEXT_PHRASES):
-            return ContextWindowExceededError
-        return BadRequestError
-    if "internalerror" in codes or "serviceunavailable" in codes or "requesttimeout" in codes:
-        return ServerError
+    ("throttling", RateLimitError),
+    ("limitrequests", RateLimitError),
+    ("insufficientquota", RateLimitError),
+    ("modelnotfound", NotFoundError),
+    ("modelnotexist", NotFoundError),
+    ("accessdenied", PermissionDeniedError),
+)
+_DASHSCOPE_GENERIC: Final[tuple[tuple[str, type[ProviderError]], ...]] = (
+    ("invalidparameter", BadRequestError),
+    ("invalidrequest", BadRequestError),
+    ("internalerror", ServerError),
+    ("serviceunavailable", ServerError),
+    ("requesttimeout", ServerError),
+)
+
+
+def _dashscope_class(status: int | None, codes: str, message: str) -> type[ProviderError]:
+    """The error class from DashScope codes (normalised, joined), HTTP status and message."""
+    for fragment, cls in _DASHSCOPE_SPECIFIC:
+        if fragment in codes:
+            return cls
+    if status in (None, 400):
+        for fragment, cls in _DASHSCOPE_GENERIC:
+            if fragment in codes:
+                if cls is BadRequestError and any(p in message.lower() for p in _CONTEXT_PHRASES):
+                    return ContextWindowExceededError
+                return cls
     return classify(status, None, message)
 
 
@@ -238,9 +255,7 @@ def map_dashscope_error(
         if status is None:
             status = int(bracketed.group("status"))
     if status is None and isinstance(payload, Mapping):
-        candidate = payload.get("status_code", payload.get("status"))
-        if isinstance(candidate, int) and 400 <= candidate <= 599:
-            status = candidate
+        status = status_in_payload(payload.get("error"), payload)
     codes = " ".join(filter(None, (_normal(code), _normal(fields.type))))
     cls = _dashscope_class(status, codes, message)
     message = redact(message.strip(), secrets)[:500]  # redact first: a cut key would not match
@@ -253,7 +268,12 @@ def map_dashscope_error(
         "code": code,
         "request_id": fields.request_id or headers.get("x-request-id"),
     }
-    return cls(message, retry_after=parse_retry_after(headers), **where)
+    return cls(
+        message,
+        retry_after=parse_retry_after(headers),
+        should_retry=should_retry_header(headers),
+        **where,
+    )
 
 
 def _region_hint(region: str | None, base_url: str | None) -> str:

@@ -56,7 +56,13 @@ _MOVE_ON = (
 
 
 def classify(error: BaseException, retry: RetryConfig) -> Action:
-    """Decide between retrying the candidate, moving on, or failing the request."""
+    """Decide between retrying the candidate, moving on, or failing the request.
+
+    A provider's explicit word wins (``should_retry``, from OpenAI's ``x-should-retry``
+    header): ``true`` retries this candidate, ``false`` moves on without retrying it.
+    """
+    if isinstance(error, ProviderError) and error.should_retry is not None:
+        return Action.RETRY if error.should_retry else Action.NEXT
     if isinstance(error, (*_MOVE_ON, FirstTokenTimeoutError)):
         # A slow first token says "this model is slow now": waiting on it again only doubles
         # the delay the caller sees, so the next candidate gets the request.
