@@ -59,7 +59,7 @@ from genrouter.errors import (
     ServerError,
     redact,
 )
-from genrouter.media import is_local_source, resolve_image_source
+from genrouter.media import is_local_source, is_oss_url, resolve_image_source
 from genrouter.messages import first_validation_error
 from genrouter.providers._errors_http import (
     classify,
@@ -79,6 +79,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_REGION",
     "MAX_IMAGE_BYTES",
+    "OSS_RESOLVE_HEADER",
     "REGION_BASE_URLS",
     "DashScopeOptions",
     "DashScopeProvider",
@@ -104,6 +105,11 @@ _REGION_NAMES: Final[Mapping[str, str]] = {
 #: DashScope refuses a base64-encoded image over 10 MB: that is 7.5 MB of raw image bytes.
 MAX_IMAGE_BYTES: Final = 10 * 1024 * 1024 * 3 // 4
 _MAX_ENCODED_IMAGE: Final = 10 * 1024 * 1024
+#: The header that lets DashScope read ``oss://`` temporary uploads (Alibaba Cloud Model
+#: Studio, "Upload local files to get temporary URLs", alibabacloud.com/help/en/model-studio/
+#: get-temporary-file-url, seen 2026-12-01: "For HTTP calls, add the header
+#: X-DashScope-OssResourceResolve: enable"). Temporary uploads exist in the Beijing region only.
+OSS_RESOLVE_HEADER: Final = "X-DashScope-OssResourceResolve"
 
 
 def dashscope_base_url(region: str | None, base_url: str | None = None) -> str:
@@ -338,8 +344,14 @@ class DashScopeProvider(OpenAICompatibleProvider):
         super().check_input(call)
         options = call.request.provider_options.get(self.kind)
         parse_options(options)  # fail before any file is read
+        if self._config.use_sdk and _has_oss_media(call):
+            raise MediaError(
+                "oss:// media needs the X-DashScope-OssResourceResolve header, which genrouter "
+                "sets on its own HTTP path: set use_sdk = false for this provider",
+                source=next(s for s in _media_sources(call) if is_oss_url(s)),
+            )
         for url in _video_urls(call):
-            if is_local_source(url):
+            if is_local_source(url) and not is_oss_url(url):
                 raise MediaError(
                     f"video {url!r} is a local file; DashScope needs a video URL, or the "
                     'video as frames ({"type": "video", "video": [...]})',
@@ -381,6 +393,14 @@ class DashScopeProvider(OpenAICompatibleProvider):
                 elif kind == "video":
                     part["video"] = [_resolve(frame) for frame in part["video"]]
 
+    def _request(self, body: dict[str, Any], key: str | None, call: ProviderCall) -> httpx2.Request:
+        """The HTTP request, with ``X-DashScope-OssResourceResolve: enable`` when the call
+        sends ``oss://`` media (DashScope reads temporary uploads only with it)."""
+        request = super()._request(body, key, call)
+        if _has_oss_media(call):
+            request.headers[OSS_RESOLVE_HEADER] = "enable"
+        return request
+
     # -- errors --------------------------------------------------------------------------
 
     def map_error(self, status: int, body: bytes, headers: httpx2.Headers) -> ProviderError:
@@ -417,9 +437,18 @@ class DashScopeProvider(OpenAICompatibleProvider):
 def _resolve(source: str) -> str:
     return (
         resolve_image_source(source, max_bytes=MAX_IMAGE_BYTES)
-        if is_local_source(source)
+        if is_local_source(source) and not is_oss_url(source)
         else source
     )
+
+
+def _media_sources(call: ProviderCall) -> Iterable[str]:
+    yield from _image_sources(call)
+    yield from _video_urls(call)
+
+
+def _has_oss_media(call: ProviderCall) -> bool:
+    return any(is_oss_url(source) for source in _media_sources(call))
 
 
 def _image_sources(call: ProviderCall) -> Iterable[str]:
