@@ -33,7 +33,9 @@ class CandidateFacts:
     prompt_tokens: int
     prompt_tokens_method: str
     fallback: bool = False
-    missing_credentials: str | None = None  # e.g. "no API key: set OPENAI_API_KEY"
+    # Why the model cannot be used here (genrouter.usability.unusable_reason): no key
+    # ("no credentials: set OPENAI_API_KEY"), no model file, no local runtime.
+    missing_credentials: str | None = None
     blocked: str | None = None  # e.g. circuit open
     offline: str | None = None  # remote, and its provider or the network is marked down
     observed: LatencyStats | None = None

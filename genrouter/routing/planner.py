@@ -25,6 +25,7 @@ from genrouter.routing.decision import CandidateFacts, decide
 from genrouter.routing.health import Health
 from genrouter.routing.policy import match_rule
 from genrouter.types import RouteDecision
+from genrouter.usability import local_runtime_installed, unusable_reason
 
 if TYPE_CHECKING:
     from genrouter.tokens import TokenCounter
@@ -74,6 +75,7 @@ class Planner:
         self._adhoc: dict[str, ModelSpec] = {}
         self._single_routes: dict[str, tuple[RouteConfig, dict[str, ModelSpec]]] = {}
         self._zero_config: tuple[RouteConfig, dict[str, ModelSpec]] | None = None
+        self._runtime_installed: bool | None = None
 
     # -- resolution ---------------------------------------------------------------------------
 
@@ -170,6 +172,23 @@ class Planner:
         variable = config.key_variable(DEFAULT_KEY_ENV.get(config.type))
         return f"no credentials: set {variable}" if variable else "no credentials"
 
+    def unusable(self, spec: ModelSpec, has_key: Callable[[str], bool]) -> str | None:
+        """Why *spec* cannot be used from here (no key, no model file…), or ``None``.
+
+        The one verdict (:func:`genrouter.usability.unusable_reason`) that routing,
+        ``client.models()`` and so every CLI command give.
+        """
+        if self._runtime_installed is None:
+            self._runtime_installed = local_runtime_installed()
+        installed = self._runtime_installed
+        return unusable_reason(
+            spec,
+            self._provider_configs[spec.provider],
+            self.env,
+            missing_credentials=lambda s: self.missing_credentials(s, has_key),
+            runtime_installed=lambda: installed,
+        )
+
     def _blocked(self, spec: ModelSpec, now: float) -> str | None:
         wait = self.health.circuit(spec.id).blocked_for(now)
         return None if wait is None else f"circuit open (retry in {wait:.1f}s)"
@@ -216,7 +235,7 @@ class Planner:
                     prompt_tokens=tokens,
                     prompt_tokens_method=method,
                     fallback=fallback,
-                    missing_credentials=self.missing_credentials(spec, has_key),
+                    missing_credentials=self.unusable(spec, has_key),
                     blocked=self._blocked(spec, now),
                     offline=self._offline(spec, remote, off_machine, now),
                     observed=self.health.latency.get(spec.id),
