@@ -193,6 +193,9 @@ class RuleMatch(_Strict):
     input_modality: Literal["text", "image", "video"] | None = None
     min_prompt_tokens: int | None = Field(default=None, ge=0)
     max_prompt_tokens: int | None = Field(default=None, ge=0)
+    # Which count the thresholds test: this tokenizer's; by default the count the decision
+    # shows for the rule's route (its first candidate's tokenizer, calibrated).
+    tokenizer: Literal["o200k_base", "cl100k_base", "qwen", "estimate"] | None = None
     tools: bool | None = None
     json_output: bool | None = Field(default=None, alias="json")
     metadata: dict[str, str] = Field(default_factory=dict)

@@ -39,6 +39,8 @@ class CandidateFacts:
     blocked: str | None = None  # e.g. circuit open
     offline: str | None = None  # remote, and its provider or the network is marked down
     observed: LatencyStats | None = None
+    prompt_tokens_counted: int | None = None  # before calibration, when it was applied
+    prompt_tokens_uncertainty: float = 0.0  # relative error of the count: the pre-check margin
 
 
 def expected_output_tokens(output_limit: int | None, candidates: Sequence[CandidateFacts]) -> int:
@@ -112,7 +114,14 @@ def _exclusion(
     if reason is not None:
         return reason
     wanted = output_limit or 1
-    if facts.prompt_tokens + wanted > spec.context_window:
+    margin = math.ceil(facts.prompt_tokens * facts.prompt_tokens_uncertainty)
+    if facts.prompt_tokens + margin + wanted > spec.context_window:
+        if margin:
+            return (
+                f"prompt (~{facts.prompt_tokens} tokens estimated, up to "
+                f"{facts.prompt_tokens + margin} at ±{facts.prompt_tokens_uncertainty:.0%}) "
+                f"+ max output ({wanted}) may exceed the context window ({spec.context_window})"
+            )
         return (
             f"prompt ({facts.prompt_tokens} tokens) + max output ({wanted}) "
             f"exceeds the context window ({spec.context_window})"
@@ -177,6 +186,8 @@ def _evaluation(estimate: _Estimate, score: float | None) -> CandidateEvaluation
         score=None if estimate.reason is not None else score,
         excluded_because=estimate.reason,
         fallback=facts.fallback,
+        prompt_tokens_counted=facts.prompt_tokens_counted,
+        prompt_tokens_uncertainty=facts.prompt_tokens_uncertainty,
     )
 
 

@@ -270,6 +270,9 @@ class Execution:
             cost = spec.estimate_cost(
                 usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
             )
+            self.env.health.prompt_calibration.observe_route(
+                self.info, spec.id, usage.prompt_tokens
+            )
         if cost is not None:
             self.info.cost_usd = round((self.info.cost_usd or 0.0) + cost, 12)
         if reservation is not None and self.env.budget is not None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from genrouter.config import CircuitConfig, OfflineConfig
+from genrouter.routing.calibration import PromptCalibration
 
 __all__ = ["CircuitBreaker", "Health", "LatencyStats", "Reachability", "Ticket"]
 
@@ -167,6 +168,8 @@ class Health:
     latency: dict[str, LatencyStats] = field(default_factory=dict)
     circuits: dict[str, CircuitBreaker] = field(default_factory=dict)
     reachability: Reachability = field(init=False)
+    # How far prompt estimates were from reported counts, per model (bounded LRU).
+    prompt_calibration: PromptCalibration = field(default_factory=PromptCalibration)
 
     def __post_init__(self) -> None:
         self.reachability = Reachability(self.offline_config)

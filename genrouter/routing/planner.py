@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from genrouter.catalog import Catalog, ModelSpec
-from genrouter.config import Config, ProviderConfig, RouteConfig
+from genrouter.config import Config, ProviderConfig, RouteConfig, Rule
 from genrouter.errors import (
     BudgetExceededError,
     InvalidRequestError,
@@ -21,6 +21,7 @@ from genrouter.errors import (
 )
 from genrouter.request import ChatRequest
 from genrouter.routing.budget import Budget
+from genrouter.routing.calibration import Calibrated, PromptCalibration
 from genrouter.routing.decision import CandidateFacts, decide
 from genrouter.routing.health import Health
 from genrouter.routing.policy import match_rule
@@ -28,15 +29,47 @@ from genrouter.types import RouteDecision
 from genrouter.usability import local_runtime_installed, unusable_reason
 
 if TYPE_CHECKING:
-    from genrouter.tokens import TokenCounter
+    from genrouter.tokens import TokenCount, TokenCounter
 
-__all__ = ["DEFAULT_KEY_ENV", "ZERO_CONFIG_REMOTE", "Plan", "Planner", "refuse_empty"]
+__all__ = [
+    "DEFAULT_KEY_ENV",
+    "ZERO_CONFIG_REMOTE",
+    "Plan",
+    "Planner",
+    "PromptCounts",
+    "refuse_empty",
+]
 
 # Remote models the zero-configuration default route offers, in order; each is used only when
 # its key is set. Local models found on this machine follow as fallbacks.
 ZERO_CONFIG_REMOTE = ("openai/o3-mini", "dashscope/qwen-max", "dashscope/qwen-vl-max")
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "dashscope": "DASHSCOPE_API_KEY"}
 _O_SERIES_PREFIXES = ("o1", "o3", "o4")
+
+
+class PromptCounts:
+    """One request's prompt counts, shared by rules, the decision, the context pre-check and
+    budgets: counted once per tokenizer (once per model when the request has media, since
+    image rules differ by vendor), then calibrated per model from reported usage."""
+
+    __slots__ = ("_calibration", "_counter", "_per_model", "_raw", "_request")
+
+    def __init__(
+        self, request: ChatRequest, counter: TokenCounter, calibration: PromptCalibration
+    ) -> None:
+        self._request = request
+        self._counter = counter
+        self._calibration = calibration
+        self._per_model = request.needs().modalities != {"text"}
+        self._raw: dict[str | None, TokenCount] = {}
+
+    def of(self, spec: ModelSpec) -> Calibrated:
+        """The prompt's count on *spec*, as routing uses it."""
+        key = spec.id if self._per_model else spec.tokenizer
+        raw = self._raw.get(key)
+        if raw is None:
+            raw = self._raw[key] = self._counter.count_prompt(self._request, spec)
+        return self._calibration.calibrate(spec.id, raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,15 +162,35 @@ class Planner:
             return self.zero_config_route()
         return None
 
+    def _tokenizer_spec(self, tokenizer: str) -> ModelSpec:
+        spec = self._adhoc.get(f"tokenizer:{tokenizer}")
+        if spec is None:
+            fields = {"id": f"tokenizer/{tokenizer}", "provider": "tokenizer", "model": tokenizer}
+            spec = ModelSpec.model_validate({**fields, "tokenizer": tokenizer})
+            self._adhoc[f"tokenizer:{tokenizer}"] = spec
+        return spec
+
+    def _rule_tokens(self, rule: Rule, counts: PromptCounts) -> int:
+        """The prompt count a rule's thresholds test: in the rule's ``tokenizer`` if it names
+        one, else the count the decision shows for its route (its first candidate's)."""
+        if rule.when.tokenizer is not None:
+            return counts.of(self._tokenizer_spec(rule.when.tokenizer)).tokens
+        first = self.config.routes[rule.route].candidates[0]
+        return counts.of(self.catalog.get(first)).tokens
+
     def resolve(
-        self, request: ChatRequest
+        self, request: ChatRequest, counts: PromptCounts | None = None
     ) -> tuple[str, RouteConfig, dict[str, ModelSpec], str | None]:
         """Which route serves *request*: ``(name, route, specs by id, rule label)``."""
         name = request.model
         if name == "auto":
             needs = request.needs()
-            rough = sum(len(m.model_dump_json()) for m in request.messages) // 4
-            hit = match_rule(self.config.rules, request, needs, rough)
+            if counts is None:
+                counts = PromptCounts(request, self._tokens(), self.health.prompt_calibration)
+            measured = counts
+            hit = match_rule(
+                self.config.rules, request, needs, lambda r: self._rule_tokens(r, measured)
+            )
             if hit is not None:
                 index, rule = hit
                 label = rule.name or f"rules[{index}]"
@@ -206,12 +259,9 @@ class Planner:
         locality: Callable[[ModelSpec], tuple[bool, bool]],
     ) -> Plan:
         """Resolve and decide. *locality* says, per model, ``(is_remote, off_machine)``."""
-        route_name, route, specs, rule = self.resolve(request)
-        counter = self._tokens()
+        counts = PromptCounts(request, self._tokens(), self.health.prompt_calibration)
+        route_name, route, specs, rule = self.resolve(request, counts)
         needs = request.needs()
-        # Text counts depend only on the tokenizer; image tokens follow each model's own rule.
-        per_model = needs.modalities != {"text"}
-        counts: dict[str | None, tuple[int, str]] = {}
         now = self._clock()
         facts = []
         seen: set[str] = set()
@@ -223,17 +273,15 @@ class Planner:
             if spec.id in seen:
                 continue
             seen.add(spec.id)
-            key = spec.id if per_model else spec.tokenizer
-            if key not in counts:
-                count = counter.count_prompt(request, spec)
-                counts[key] = (count.tokens, count.method)
-            tokens, method = counts[key]
+            count = counts.of(spec)
             remote, off_machine = locality(spec)
             facts.append(
                 CandidateFacts(
                     spec=spec,
-                    prompt_tokens=tokens,
-                    prompt_tokens_method=method,
+                    prompt_tokens=count.tokens,
+                    prompt_tokens_method=count.method,
+                    prompt_tokens_counted=count.counted,
+                    prompt_tokens_uncertainty=count.uncertainty,
                     fallback=fallback,
                     missing_credentials=self.unusable(spec, has_key),
                     blocked=self._blocked(spec, now),
