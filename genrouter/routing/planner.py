@@ -175,8 +175,11 @@ class Planner:
         one, else the count the decision shows for its route (its first candidate's)."""
         if rule.when.tokenizer is not None:
             return counts.of(self._tokenizer_spec(rule.when.tokenizer)).tokens
-        first = self.config.routes[rule.route].candidates[0]
-        return counts.of(self.catalog.get(first)).tokens
+        route, specs = self._route_named(rule.route) or self.zero_config_route()
+        if not route.candidates:
+            return 0
+        first = route.candidates[0]
+        return counts.of(specs.get(first) or self.catalog.get(first)).tokens
 
     def resolve(
         self, request: ChatRequest, counts: PromptCounts | None = None
