@@ -140,6 +140,7 @@ _OPENAI_ENCODINGS: Final[dict[str, _OpenAIEncoding]] = {
 # CJK ideographs, kana and hangul: roughly one token each in every tokenizer we know.
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_NO_DIGITS: Final = str.maketrans("", "", "0123456789")
 
 # How many entries of image sizes a counter remembers (keys are small; values are two ints).
 _IMAGE_CACHE_SIZE: Final = 256
@@ -456,16 +457,18 @@ class TokenCounter:
 
 
 def estimate_text_tokens(text: str) -> int:
-    """A tokenizer-free estimate: ~4 ASCII bytes a token, 1 token per CJK character, and
-    ~2 other non-ASCII characters a token."""
+    """A tokenizer-free estimate: ~4 ASCII bytes a token, 1 token per digit (Gemma, Qwen,
+    Mistral and Llama 2 split numbers into single digits), 1 per CJK character, and ~2 other
+    non-ASCII characters a token."""
     if not text:
         return 0
+    digits = len(text) - len(text.translate(_NO_DIGITS))
     if text.isascii():
-        return math.ceil(len(text) / 4)
+        return math.ceil((len(text) - digits) / 4 + digits)
     non_ascii = len(_NON_ASCII.findall(text))
     cjk = len(_CJK.findall(text))
-    ascii_chars = len(text) - non_ascii
-    return math.ceil(ascii_chars / 4 + cjk + (non_ascii - cjk) / 2)
+    ascii_chars = len(text) - non_ascii - digits
+    return math.ceil(ascii_chars / 4 + digits + cjk + (non_ascii - cjk) / 2)
 
 
 def _image_rule(spec: ModelSpec, request: ChatRequest) -> _ImageRule:

@@ -7,6 +7,7 @@ the server rejected the prompt.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,8 +28,14 @@ from genrouter.testing import FakeLLMServer, Reply
 from genrouter.tokens import ESTIMATE_UNCERTAINTY, TokenCount
 from tests.real_servers import LlamaServer
 
-# Digits: about four to a token by the estimate, one to a token for most real tokenizers.
-DENSE = [{"role": "user", "content": "".join(str(i % 10) for i in range(1000))}]
+
+def _symbols(count: int) -> str:
+    """Punctuation soup: four characters a token by the estimate, ~1.5 a token for Gemma."""
+    rng = random.Random(7)
+    return "".join(rng.choice("!@#$%^&*()[]{}<>?/|~") for _ in range(count))
+
+
+DENSE = [{"role": "user", "content": _symbols(1000)}]
 
 
 def test_calibration_learns_a_running_ratio() -> None:
@@ -142,7 +149,7 @@ async def test_reported_usage_calibrates_the_next_decision(server: FakeLLMServer
 
 @pytest.mark.slow
 async def test_calibration_against_llama_cpps_real_server(llama_server: LlamaServer) -> None:
-    prompt = [{"role": "user", "content": "".join(str(i % 10) for i in range(300))}]
+    prompt = [{"role": "user", "content": _symbols(300)}]
     async with AsyncClient(_compat(llama_server.base_url, 512), env={}) as client:
         estimate = client.route(messages=prompt, max_tokens=4).prompt_tokens
         response = await client.chat.completions.create(
@@ -152,12 +159,12 @@ async def test_calibration_against_llama_cpps_real_server(llama_server: LlamaSer
         reported = response.usage.prompt_tokens
         assert response.route.prompt_tokens_reported == reported
         assert response.route.prompt_tokens_estimated == estimate
-        # Gemma splits digits one to a token; the estimate assumed four characters a token.
+        # Gemma makes ~1.5 characters of punctuation a token; the estimate assumed four.
         assert reported > 2 * estimate
         again = client.route(messages=prompt, max_tokens=4)
         assert again.prompt_tokens == reported  # the same prompt now counts as the server does
-        # A prompt twice as dense no longer passes as fitting the server's 512-token window.
-        longer = [{"role": "user", "content": "".join(str(i % 10) for i in range(600))}]
+        # A longer prompt (~540 tokens for Gemma) no longer passes as fitting its 512 window.
+        longer = [{"role": "user", "content": _symbols(800)}]
         refused = client.route(messages=longer, max_tokens=4).candidates[0]
         assert refused.excluded_because is not None and "context window" in refused.excluded_because
     # Uncalibrated, the same prompt looked like it fitted: the server would have refused it.
