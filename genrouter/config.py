@@ -26,6 +26,7 @@ from genrouter.errors import ConfigError
 from genrouter.messages import first_validation_error
 
 __all__ = [
+    "PROVIDER_FIELDS",
     "BackoffConfig",
     "BudgetConfig",
     "CircuitConfig",

@@ -24,6 +24,7 @@ from genrouter.routing.calibration import (
     PromptCalibration,
 )
 from genrouter.routing.decision import CandidateFacts, decide
+from genrouter.routing.explain import render_route_info
 from genrouter.testing import FakeLLMServer, Reply
 from genrouter.tokens import ESTIMATE_UNCERTAINTY, TokenCount
 from tests.real_servers import LlamaServer
@@ -137,6 +138,9 @@ async def test_reported_usage_calibrates_the_next_decision(server: FakeLLMServer
         assert route is not None
         assert route.prompt_tokens_estimated == before.prompt_tokens  # estimated vs reported
         assert route.prompt_tokens_reported == 1046
+        assert f"prompt tokens: estimated {before.prompt_tokens}, reported 1046" in (
+            render_route_info(route)
+        )
         after = client.route(messages=DENSE, max_tokens=8)
         (candidate,) = after.candidates
         assert after.prompt_tokens == 1046 and after.prompt_tokens_method == "estimate+calibrated"
