@@ -14,7 +14,7 @@ order the local provider loads from) or its model package (``package``) installe
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from genrouter.catalog import ModelSpec
@@ -59,18 +59,18 @@ def unusable_reason(
     config: ProviderConfig,
     env: Mapping[str, str],
     *,
-    missing_credentials: Callable[[ModelSpec], str | None],
-    runtime_installed: Callable[[], bool] = local_runtime_installed,
+    missing_credentials: str | None,
+    runtime_installed: bool,
 ) -> str | None:
     """Why *spec* cannot be used from here now, or ``None`` when it can.
 
-    *config* is its provider's configuration. *missing_credentials* says why a remote model
-    cannot authenticate (the client knows its keys); *runtime_installed* whether the local
-    runtime is there (a client caches it).
+    *config* is its provider's configuration; *missing_credentials* why a remote model cannot
+    authenticate (the client knows its keys), or ``None``; *runtime_installed* whether
+    llama-cpp-python is there (:func:`local_runtime_installed`, which a client caches).
     """
     if config.type != "local":
-        return missing_credentials(spec)
-    if not runtime_installed():
+        return missing_credentials
+    if not runtime_installed:
         return LOCAL_RUNTIME_MISSING
     if spec.path:
         path = local_model_path(spec, config, env)

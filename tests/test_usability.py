@@ -102,9 +102,7 @@ def test_the_verdict_function(tmp_path: Path) -> None:
         )
 
     def verdict(s: ModelSpec, cfg: ProviderConfig = config) -> str | None:
-        return unusable_reason(
-            s, cfg, {}, missing_credentials=lambda _s: "no key", runtime_installed=lambda: True
-        )
+        return unusable_reason(s, cfg, {}, missing_credentials="no key", runtime_installed=True)
 
     assert local_model_path(spec(path="rel.gguf"), config, {}) == tmp_path / "rel.gguf"
     assert verdict(spec(path="rel.gguf", local=True)) is None

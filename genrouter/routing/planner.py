@@ -175,11 +175,12 @@ class Planner:
         one, else the count the decision shows for its route (its first candidate's)."""
         if rule.when.tokenizer is not None:
             return counts.of(self._tokenizer_spec(rule.when.tokenizer)).tokens
-        route, specs = self._route_named(rule.route) or self.zero_config_route()
-        if not route.candidates:
-            return 0
-        first = route.candidates[0]
-        return counts.of(specs.get(first) or self.catalog.get(first)).tokens
+        route = self.config.routes.get(rule.route)
+        if route is None:  # a Config built in code, never checked: resolve's fallback
+            route = self.zero_config_route()[0]
+        return counts.of(
+            self.spec(route.candidates[0]) or self.catalog.get(route.candidates[0])
+        ).tokens
 
     def resolve(
         self, request: ChatRequest, counts: PromptCounts | None = None
@@ -234,15 +235,15 @@ class Planner:
         The one verdict (:func:`genrouter.usability.unusable_reason`) that routing,
         ``client.models()`` and so every CLI command give.
         """
-        if self._runtime_installed is None:
+        config = self._provider_configs[spec.provider]
+        if config.type == "local" and self._runtime_installed is None:
             self._runtime_installed = local_runtime_installed()
-        installed = self._runtime_installed
         return unusable_reason(
             spec,
-            self._provider_configs[spec.provider],
+            config,
             self.env,
-            missing_credentials=lambda s: self.missing_credentials(s, has_key),
-            runtime_installed=lambda: installed,
+            missing_credentials=self.missing_credentials(spec, has_key),
+            runtime_installed=bool(self._runtime_installed),
         )
 
     def _blocked(self, spec: ModelSpec, now: float) -> str | None:
