@@ -357,18 +357,16 @@ class AsyncClient:
         return plan.decision
 
     def models(self) -> list[ModelStatus]:
-        """Every catalog model, and whether it can be used here (keys set, files present)."""
+        """Every catalog model, and whether it can be used here (keys set, files present).
+
+        The verdict is the one routing uses (:meth:`Planner.unusable`), so ``genrouter
+        models``, ``route --explain`` and ``chat`` agree.
+        """
         statuses = []
-        local_ids = {s.id for s in self._discover_local()}
         for spec in self._catalog:
-            if spec.local:
-                usable = spec.id in local_ids
-                reason = None if usable else "no model file found (set `path` in config)"
-            else:
-                usable = self._has_key(spec.provider)
-                reason = None if usable else self._planner.missing_credentials(spec, self._has_key)
+            reason = self._planner.unusable(spec, self._has_key)
             state = lifecycle(spec, self._today()).describe()
-            statuses.append(ModelStatus(spec, usable, reason, state))
+            statuses.append(ModelStatus(spec, reason is None, reason, state))
         return statuses
 
     def _execution(self, request: ChatRequest, plan: Plan) -> Execution:

@@ -20,13 +20,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from genrouter.catalog import Catalog, load_builtin_catalog
 from genrouter.errors import ConfigError
 from genrouter.messages import first_validation_error
 
 __all__ = [
+    "PROVIDER_FIELDS",
     "BackoffConfig",
     "BudgetConfig",
     "CircuitConfig",
@@ -44,6 +46,20 @@ __all__ = [
 ProviderKind = Literal["openai", "openai_compatible", "dashscope", "local", "custom"]
 RetryOn = int | Literal["connection", "timeout"]
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+# Which fields each provider type reads (``type`` itself aside). Setting another is a
+# ConfigError naming it (``providers.NAME.region``): a field that would be ignored is a typo or
+# a copy-paste from another provider, never what the user meant.
+_HTTP_FIELDS = frozenset(
+    {"base_url", "api_key_env", "api_key", "headers", "timeout_s", "connect_timeout_s", "use_sdk"}
+)
+PROVIDER_FIELDS: dict[str, frozenset[str]] = {
+    "openai": _HTTP_FIELDS | {"organization", "project"},
+    "openai_compatible": _HTTP_FIELDS,
+    "dashscope": _HTTP_FIELDS | {"region"},
+    "local": frozenset({"models_dir", "idle_unload_s", "preload"}),
+    "custom": frozenset(),  # the instance passed in code holds its own settings
+}
 
 DEFAULT_RETRY_ON: tuple[RetryOn, ...] = (408, 409, 429, 500, 502, 503, 504, "connection", "timeout")
 
@@ -105,6 +121,30 @@ class ProviderConfig(_Strict):
                 "or use api_key_env; keys are never stored in the file in clear"
             )
         return value
+
+    @model_validator(mode="after")
+    def _fields_fit_the_type(self) -> ProviderConfig:
+        allowed = PROVIDER_FIELDS[self.type]
+        unused = sorted(name for name in self.model_fields_set - {"type"} if name not in allowed)
+        if unused:
+            uses = ", ".join(sorted(allowed)) or "no other field"
+            raise ValidationError.from_exception_data(
+                "ProviderConfig",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "unused_provider_field",
+                            "'{field}' is not used by providers of type '{type}' "
+                            "(it takes: {uses})",
+                            {"field": name, "type": self.type, "uses": uses},
+                        ),
+                        loc=(name,),
+                        input=getattr(self, name),
+                    )
+                    for name in unused
+                ],
+            )
+        return self
 
     def key_variable(self, default: str | None) -> str | None:
         """The environment variable that holds this provider's key."""
@@ -209,6 +249,9 @@ class RuleMatch(_Strict):
     input_modality: Literal["text", "image", "video"] | None = None
     min_prompt_tokens: int | None = Field(default=None, ge=0)
     max_prompt_tokens: int | None = Field(default=None, ge=0)
+    # Which count the thresholds test: this tokenizer's; by default the count the decision
+    # shows for the rule's route (its first candidate's tokenizer, calibrated).
+    tokenizer: Literal["o200k_base", "cl100k_base", "qwen", "estimate"] | None = None
     tools: bool | None = None
     json_output: bool | None = Field(default=None, alias="json")
     metadata: dict[str, str] = Field(default_factory=dict)

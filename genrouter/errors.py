@@ -286,7 +286,9 @@ class ProviderError(GenRouterError):
     (the vendor model id), ``status_code`` (HTTP status, if any), ``code`` (the vendor's error
     code, e.g. ``context_length_exceeded`` or ``Throttling.RateQuota``) and ``request_id``.
     ``retry_after`` is the wait in seconds the server asked for (``Retry-After`` on a 429 or
-    a 503), if it did.
+    a 503), if it did. ``should_retry`` is the server's explicit word (OpenAI's
+    ``x-should-retry: true/false`` header), which routing obeys over the status; ``None``
+    when it said nothing.
     """
 
     def __init__(
@@ -299,9 +301,11 @@ class ProviderError(GenRouterError):
         code: str | None = None,
         request_id: str | None = None,
         retry_after: float | None = None,
+        should_retry: bool | None = None,
     ) -> None:
         self.message = message
         self.retry_after = retry_after
+        self.should_retry = should_retry
         self.provider = provider
         self.model = model
         self.status_code = status_code

@@ -9,6 +9,14 @@ some part is local (:func:`is_local_source`). Only regular files are read (a FIF
 such as ``/dev/zero`` is refused, opened without blocking), and never more than the size cap;
 :func:`check_local_file` makes the same checks with ``stat`` alone, for request validation.
 
+``oss://`` URLs are DashScope's temporary uploads (valid 48 hours, read by DashScope only when
+the request carries ``X-DashScope-OssResourceResolve: enable``; Alibaba Cloud Model Studio,
+"Upload local files to get temporary URLs", alibabacloud.com/help/en/model-studio/
+get-temporary-file-url, seen 2026-12-01). No other vendor can read them, so
+:func:`is_local_source` counts them as needing resolution and :func:`resolve_image_source`
+refuses them with a :class:`MediaError` that says so; the DashScope provider passes them
+through (:func:`is_oss_url`) and sets the header.
+
 :func:`image_dimensions` reads width and height from PNG, JPEG, GIF and WEBP headers without
 Pillow, for token estimates.
 """
@@ -32,6 +40,7 @@ __all__ = [
     "decode_data_uri",
     "image_dimensions",
     "is_local_source",
+    "is_oss_url",
     "resolve_image_source",
     "sniff_image_type",
 ]
@@ -42,12 +51,19 @@ _DATA_URI = re.compile(
     r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^;,]*)*?),(?P<data>.*)$", re.S
 )
 _REMOTE_SCHEMES = ("http://", "https://")
+OSS_SCHEME = "oss://"
 
 
 def is_local_source(source: str) -> bool:
-    """Whether *source* names a local file (plain path or ``file://`` URL) rather than a URL."""
+    """Whether *source* must be resolved before sending (a plain path, a ``file://`` URL, or
+    an ``oss://`` URL only DashScope reads) rather than passed through (http(s), ``data:``)."""
     lowered = source[:8].lower()
     return not (lowered.startswith(_REMOTE_SCHEMES) or lowered.startswith("data:"))
+
+
+def is_oss_url(source: str) -> bool:
+    """Whether *source* is an ``oss://`` URL (a DashScope temporary upload)."""
+    return source[:6].lower() == OSS_SCHEME
 
 
 def sniff_image_type(head: bytes) -> str | None:
@@ -109,6 +125,12 @@ def resolve_image_source(source: str, *, max_bytes: int = DEFAULT_MAX_IMAGE_BYTE
             )
         _check_size(len(data), max_bytes, _short(source))
         return source
+    if is_oss_url(source):
+        raise MediaError(
+            f"{_short(source)} is a DashScope temporary upload (oss://): only a dashscope "
+            "provider can send it; use an http(s) URL, a data URI or a local file here",
+            source=source,
+        )
     path = _local_path(source)
     data = _read_file(path, source, max_bytes)
     sniffed = sniff_image_type(data[:32])

@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import date
 from types import TracebackType
@@ -30,6 +31,13 @@ from genrouter.validation import check_params
 
 if TYPE_CHECKING:
     from genrouter.refresh import RefreshReport
+
+if TYPE_CHECKING:
+    import httpx2
+
+    from genrouter.catalog import ModelSpec
+    from genrouter.routing.health import Health
+    from genrouter.tokens import TokenCounter
 
 __all__ = ["Client"]
 
@@ -117,16 +125,24 @@ class Client:
         hooks: AsyncHooks | None = None,
         tracing: Any = None,
         providers: Mapping[str, Provider] | None = None,
+        http_client: httpx2.AsyncClient | None = None,
+        token_counter: TokenCounter | None = None,
+        clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
         today: Callable[[], date] | None = None,
         model_cache: str | os.PathLike[str] | Literal[False] | None = None,
     ) -> None:
+        # The same arguments as AsyncClient, passed through unchanged (tests/test_sync_parity.py
+        # fails when the two drift apart).
         self._async = AsyncClient(
             config,
             env=env,
             hooks=hooks,
             tracing=tracing,
             providers=providers,
+            http_client=http_client,
+            token_counter=token_counter,
+            clock=clock,
             seed=seed,
             today=today,
             model_cache=model_cache,
@@ -138,6 +154,25 @@ class Client:
     def async_client(self) -> AsyncClient:
         """The async client underneath (use it only from the portal's loop)."""
         return self._async
+
+    @property
+    def config(self) -> Config:
+        """The validated configuration this client runs on."""
+        return self._async.config
+
+    @property
+    def health(self) -> Health:
+        """What this client has observed: latency averages, circuit breakers, reachability."""
+        return self._async.health
+
+    def model_spec(self, name: str) -> ModelSpec | None:
+        """The catalog entry for a model id or alias (or an uncatalogued ``provider/model``)."""
+        return self._async.model_spec(name)
+
+    def provider(self, name: str) -> Provider:
+        """The provider called *name*, built on first use (its methods are async: call them
+        on :attr:`async_client`'s loop, or leave them to the client)."""
+        return self._async.provider(name)
 
     def __enter__(self) -> Self:
         return self

@@ -12,7 +12,9 @@ by a :class:`~genrouter.catalog.ModelSpec` would, choosing by ``spec.tokenizer``
   is never imported), plus the ChatML frame ``<|im_start|>role\\n…<|im_end|>\\n``. ``method``
   is ``"qwen"``. Without ``dashscope`` installed this falls back to the estimate.
 * anything else: about four UTF-8 bytes a token for ASCII and one token a CJK character,
-  labelled ``"estimate"``.
+  labelled ``"estimate"``, with an ``uncertainty`` of :data:`ESTIMATE_UNCERTAINTY` (the true
+  count may be that fraction higher). Routing calibrates such estimates per model from the
+  counts servers report (:mod:`genrouter.routing.calibration`).
 
 Images follow each vendor's published rule: OpenAI's tiles (``detail="low"`` is a flat base;
 otherwise fit in 2048², shortest side 768, a price per 512-pixel tile) or patches (o4-mini,
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_IMAGE_SIZE",
     "DEFAULT_VIDEO_FRAMES",
+    "ESTIMATE_UNCERTAINTY",
     "QWEN_VL_MAX_TOKENS",
     "QWEN_VL_MAX_TOKENS_HIGH_RES",
     "TokenCount",
@@ -70,6 +73,9 @@ __all__ = [
 
 #: Size assumed for an image whose header cannot be read (remote URLs are never fetched).
 DEFAULT_IMAGE_SIZE: Final = (1024, 1024)
+#: Relative error of a tokenizer-free estimate before any calibration: the true count of
+#: dense text (code, digits, unusual scripts) can be this fraction above it, or more.
+ESTIMATE_UNCERTAINTY: Final = 0.5
 #: Frames assumed for a video file (``video_url``), whose length is unknown without decoding.
 DEFAULT_VIDEO_FRAMES: Final = 16
 #: DashScope's default cap on tokens per image for Qwen2.5-VL (``max_pixels`` = 1280·28²).
@@ -134,6 +140,7 @@ _OPENAI_ENCODINGS: Final[dict[str, _OpenAIEncoding]] = {
 # CJK ideographs, kana and hangul: roughly one token each in every tokenizer we know.
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_NO_DIGITS: Final = str.maketrans("", "", "0123456789")
 
 # How many entries of image sizes a counter remembers (keys are small; values are two ints).
 _IMAGE_CACHE_SIZE: Final = 256
@@ -147,10 +154,12 @@ _ImageRule = Callable[[int, int, Detail], int]
 @dataclass(frozen=True, slots=True)
 class TokenCount:
     """A prompt's token count and how it was obtained (``"tiktoken:o200k_base"``, ``"qwen"``,
-    ``"estimate"``)."""
+    ``"estimate"``). ``uncertainty`` is the relative error to allow for: 0 for a real
+    tokenizer, :data:`ESTIMATE_UNCERTAINTY` for an estimate."""
 
     tokens: int
     method: str
+    uncertainty: float = 0.0
 
 
 # --- image rules (pure) --------------------------------------------------------------------
@@ -323,7 +332,7 @@ class TokenCounter:
             tokens = self._count_openai_style(request.messages, encode, rule)
         if request.tools:
             tokens += encode(json.dumps(request.tools, separators=(",", ":"), ensure_ascii=False))
-        return TokenCount(tokens, method)
+        return TokenCount(tokens, method, ESTIMATE_UNCERTAINTY if method == "estimate" else 0.0)
 
     def count_text(self, text: str, spec: ModelSpec) -> int:
         """Tokens of *text* alone (no chat overhead) with *spec*'s tokenizer."""
@@ -448,16 +457,18 @@ class TokenCounter:
 
 
 def estimate_text_tokens(text: str) -> int:
-    """A tokenizer-free estimate: ~4 ASCII bytes a token, 1 token per CJK character, and
-    ~2 other non-ASCII characters a token."""
+    """A tokenizer-free estimate: ~4 ASCII bytes a token, 1 token per digit (Gemma, Qwen,
+    Mistral and Llama 2 split numbers into single digits), 1 per CJK character, and ~2 other
+    non-ASCII characters a token."""
     if not text:
         return 0
+    digits = len(text) - len(text.translate(_NO_DIGITS))
     if text.isascii():
-        return math.ceil(len(text) / 4)
+        return math.ceil((len(text) - digits) / 4 + digits)
     non_ascii = len(_NON_ASCII.findall(text))
     cjk = len(_CJK.findall(text))
-    ascii_chars = len(text) - non_ascii
-    return math.ceil(ascii_chars / 4 + cjk + (non_ascii - cjk) / 2)
+    ascii_chars = len(text) - non_ascii - digits
+    return math.ceil(ascii_chars / 4 + digits + cjk + (non_ascii - cjk) / 2)
 
 
 def _image_rule(spec: ModelSpec, request: ChatRequest) -> _ImageRule:

@@ -161,6 +161,9 @@ class CandidateEvaluation:
     score: float | None = None
     excluded_because: str | None = None
     fallback: bool = False
+    # Before calibration (genrouter.routing.calibration), and the relative error allowed for.
+    prompt_tokens_counted: int | None = None
+    prompt_tokens_uncertainty: float = 0.0
 
     @property
     def eligible(self) -> bool:
@@ -208,6 +211,9 @@ class RouteInfo(BaseModel):
     notes: list[str] = Field(default_factory=list)
     resumed: bool = False
     decision: RouteDecision | None = None
+    # The prompt count routing used for the model that answered, and what its server reported.
+    prompt_tokens_estimated: int | None = None
+    prompt_tokens_reported: int | None = None
 
     @property
     def fallbacks(self) -> int:

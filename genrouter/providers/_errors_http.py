@@ -7,12 +7,20 @@ code and request id, the headers supply ``Retry-After``. Every message passes th
 
 Status to class::
 
-    400, 422  BadRequestError (context_length_exceeded -> ContextWindowExceededError,
-              content_filter / content_policy_violation / data_inspection_failed
-              -> ContentFilteredError)
+    400, 413, 422  BadRequestError (context_length_exceeded -> ContextWindowExceededError,
+                   content_filter / content_policy_violation / data_inspection_failed
+                   -> ContentFilteredError)
     401       AuthenticationError          403  PermissionDeniedError
     404       NotFoundError                408  ProviderTimeoutError
     409, 5xx  ServerError                  429  RateLimitError (insufficient_quota -> BillingError)
+
+Each wire dialect is one :class:`ErrorDialect` table: :data:`OPENAI_DIALECT` (OpenAI's codes and
+``type`` values) and :data:`VLLM_DIALECT` (OpenAI-compatible servers: OpenAI's plus vLLM's
+exception names and llama.cpp's types); DashScope's lives in
+:mod:`genrouter.providers.dashscope`. An error inside a stream has no HTTP status: a status
+carried in the body (``status_code``, ``status`` or vLLM's integer ``code``) stands in for it,
+then the dialect's ``type`` table decides. ``x-should-retry: true/false`` (OpenAI's header) is
+kept on the error as ``should_retry`` and routing obeys it.
 
 Transport failures: failing to connect (refused, DNS, connect timeout) is
 ``ProviderConnectionError(code="connect_failed")``; the connection breaking after the request
@@ -27,7 +35,8 @@ import json
 import math
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 import httpx2
 
@@ -52,6 +61,9 @@ __all__ = [
     "CONNECT_FAILED",
     "CONTENT_FILTER_CODES",
     "CONTEXT_WINDOW_CODES",
+    "OPENAI_DIALECT",
+    "VLLM_DIALECT",
+    "ErrorDialect",
     "ErrorFields",
     "classify",
     "error_fields",
@@ -59,6 +71,8 @@ __all__ = [
     "error_from_status",
     "error_from_transport",
     "parse_retry_after",
+    "should_retry_header",
+    "status_in_payload",
 ]
 
 CONNECT_FAILED = "connect_failed"
@@ -85,9 +99,76 @@ _STATUS_CLASSES: dict[int, type[ProviderError]] = {
     404: NotFoundError,
     408: ProviderTimeoutError,
     409: ServerError,
+    413: BadRequestError,
     422: BadRequestError,
     429: RateLimitError,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorDialect:
+    """How one wire dialect names its errors: one table per dialect, read by :func:`classify`.
+
+    ``codes`` maps a vendor error code to a class and wins over the HTTP status (a 429 with
+    ``insufficient_quota`` is a :class:`BillingError`). ``types`` maps the error ``type`` to a
+    class and is used only when no HTTP status is known (an error event inside a stream).
+    """
+
+    name: str
+    codes: Mapping[str, type[ProviderError]]
+    types: Mapping[str, type[ProviderError]]
+    context_phrases: tuple[str, ...] = _CONTEXT_PHRASES
+
+
+_CODE_CLASSES: dict[str, type[ProviderError]] = {
+    **dict.fromkeys(CONTENT_FILTER_CODES, ContentFilteredError),
+    **dict.fromkeys(BILLING_CODES, BillingError),
+    **dict.fromkeys(CONTEXT_WINDOW_CODES, ContextWindowExceededError),
+}
+
+#: OpenAI's error ``type`` values (platform.openai.com/docs/guides/error-codes; openai-python
+#: ``_exceptions.py`` names the same classes by status).
+OPENAI_DIALECT: Final = ErrorDialect(
+    "openai",
+    codes={**_CODE_CLASSES, "invalid_api_key": AuthenticationError},
+    types={
+        "invalid_request_error": BadRequestError,
+        "authentication_error": AuthenticationError,
+        "permission_error": PermissionDeniedError,
+        "not_found_error": NotFoundError,
+        "rate_limit_error": RateLimitError,
+        "tokens": RateLimitError,
+        "requests": RateLimitError,
+        "insufficient_quota": BillingError,
+        "server_error": ServerError,
+        "api_error": ServerError,
+        "timeout_error": ProviderTimeoutError,
+    },
+)
+
+#: OpenAI-compatible servers: OpenAI's table plus vLLM's (its ``ErrorResponse`` names the
+#: Python exception: ``{"object": "error", "type": "BadRequestError", "code": 400}``, or the
+#: same inside ``{"error": {...}}``) and llama.cpp's server (``exceed_context_size_error``,
+#: ``not_supported_error``, ``unavailable_error``).
+VLLM_DIALECT: Final = ErrorDialect(
+    "openai_compatible",
+    codes=OPENAI_DIALECT.codes,
+    types={
+        **OPENAI_DIALECT.types,
+        "BadRequestError": BadRequestError,
+        "NotFoundError": NotFoundError,
+        "UnauthorizedError": AuthenticationError,
+        "AuthenticationError": AuthenticationError,
+        "PermissionDeniedError": PermissionDeniedError,
+        "RateLimitError": RateLimitError,
+        "InternalServerError": ServerError,
+        "ServiceUnavailableError": ServerError,
+        "NotImplementedError": BadRequestError,
+        "exceed_context_size_error": ContextWindowExceededError,
+        "not_supported_error": BadRequestError,
+        "unavailable_error": ServerError,
+    },
+)
 
 
 class ErrorFields:
@@ -141,24 +222,58 @@ def error_fields(payload: Any) -> ErrorFields:
     )
 
 
-def classify(status: int | None, code: str | None, message: str | None) -> type[ProviderError]:
-    """The error class for an HTTP status (``None`` for an in-stream error) and vendor code."""
+def classify(
+    status: int | None,
+    code: str | None,
+    message: str | None,
+    *,
+    type: str | None = None,
+    dialect: ErrorDialect = VLLM_DIALECT,
+) -> type[ProviderError]:
+    """The error class for an HTTP status (``None`` for an in-stream error), vendor code and type.
+
+    Order: a known vendor code; an over-long prompt told in the message; the HTTP status; with
+    no status, the dialect's ``type`` table; else :class:`ServerError` for an in-stream error
+    (the stream failed on the provider's side) and :class:`BadRequestError` for another 4xx.
+    """
+    by_code = dialect.codes.get(code) if code else None
+    if by_code is not None:
+        return by_code
     lowered = (message or "").lower()
-    if code in CONTENT_FILTER_CODES:
-        return ContentFilteredError
-    if code in BILLING_CODES:
-        return BillingError
-    if code in CONTEXT_WINDOW_CODES or (
-        status in (None, 400, 413, 422) and any(p in lowered for p in _CONTEXT_PHRASES)
-    ):
+    if status in (None, 400, 413, 422) and any(p in lowered for p in dialect.context_phrases):
         return ContextWindowExceededError
     if status is None:
-        return ServerError
+        return dialect.types.get(type or "", ServerError)
     if status in _STATUS_CLASSES:
         return _STATUS_CLASSES[status]
     if status >= 500:
         return ServerError
     return BadRequestError
+
+
+def should_retry_header(headers: Mapping[str, str]) -> bool | None:
+    """The server's explicit word on retrying: ``x-should-retry: true`` / ``false`` (OpenAI).
+
+    openai-python obeys it before looking at the status (``_base_client.py``
+    ``_should_retry``); ``None`` when absent or neither value.
+    """
+    value = (headers.get("x-should-retry") or "").strip().lower()
+    return True if value == "true" else False if value == "false" else None
+
+
+def status_in_payload(*sources: object) -> int | None:
+    """An HTTP-like status carried inside an error body: ``status_code``, ``status``, or an
+    integer ``code`` (vLLM's ``"code": 400``), in 400-599; the first found wins."""
+    for source in sources:
+        if not isinstance(source, Mapping):
+            continue
+        for key in ("status_code", "status", "code"):
+            value = source.get(key)
+            if isinstance(value, str) and value.isdigit() and key == "code":
+                value = int(value)
+            if isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599:
+                return value
+    return None
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
@@ -210,6 +325,7 @@ def error_from_status(
     provider: str | None = None,
     model: str | None = None,
     secrets: Iterable[str | None] = (),
+    dialect: ErrorDialect = VLLM_DIALECT,
 ) -> ProviderError:
     """The typed error for an HTTP error response (*headers* looked up case-insensitively)."""
     secrets = tuple(secrets)
@@ -219,7 +335,7 @@ def error_from_status(
         snippet = redact(body.decode("utf-8", "replace").strip(), secrets)[:300]
         fields.message = f"HTTP {status}" + (f": {snippet}" if snippet else "")
     request_id = headers.get("x-request-id") or fields.request_id
-    cls = classify(status, fields.code, fields.message)
+    cls = classify(status, fields.code, fields.message, type=fields.type, dialect=dialect)
     where: dict[str, Any] = {
         "provider": provider,
         "model": model,
@@ -228,7 +344,12 @@ def error_from_status(
         "request_id": request_id,
     }
     message = redact(fields.message, secrets)
-    return cls(message, retry_after=parse_retry_after(headers), **where)
+    return cls(
+        message,
+        retry_after=parse_retry_after(headers),
+        should_retry=should_retry_header(headers),
+        **where,
+    )
 
 
 def error_from_payload(
@@ -237,30 +358,26 @@ def error_from_payload(
     provider: str | None = None,
     model: str | None = None,
     secrets: Iterable[str | None] = (),
+    dialect: ErrorDialect = VLLM_DIALECT,
 ) -> ProviderError:
     """The typed error for an ``{"error": {...}}`` event inside a stream (no HTTP status).
 
-    A numeric ``status``/``status_code`` in the payload, when present, is used like an HTTP
-    status; otherwise the vendor code alone decides, and unknown codes are a
-    :class:`ServerError` (the stream failed on the provider's side).
+    A status carried in the payload (``status_code``, ``status``, or an integer ``code`` as vLLM
+    sends) is used like an HTTP status; otherwise the vendor code and the dialect's ``type``
+    table decide, and an unknown error is a :class:`ServerError` (the stream failed on the
+    provider's side).
     """
     fields = error_fields(payload)
-    inner = payload.get("error")
-    status: int | None = None
-    for source in (inner, payload):
-        if isinstance(source, Mapping):
-            candidate = source.get("status_code", source.get("status"))
-            if isinstance(candidate, int) and 400 <= candidate <= 599:
-                status = candidate
-                break
-    cls = classify(status, fields.code, fields.message)
+    status = status_in_payload(payload.get("error"), payload)
+    code = None if fields.code is not None and fields.code.isdigit() else fields.code
+    cls = classify(status, code, fields.message, type=fields.type, dialect=dialect)
     message = redact(fields.message or "the provider reported an error in the stream", secrets)
     return cls(
         message,
         provider=provider,
         model=model,
         status_code=status,
-        code=fields.code,
+        code=code,
         request_id=fields.request_id,
     )
 

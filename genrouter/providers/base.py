@@ -9,15 +9,16 @@ input it refuses before sending), each ``from`` the vendor exception that caused
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from genrouter.catalog import ModelSpec
 from genrouter.request import ChatRequest
 from genrouter.types import ChatCompletion, ChatCompletionChunk
 
-__all__ = ["Provider", "ProviderCall"]
+__all__ = ["Provider", "ProviderCall", "aclose_if_possible"]
 
 
 @dataclass(slots=True)
@@ -60,8 +61,10 @@ class Provider(Protocol):
         ...
 
     def stream(self, call: ProviderCall) -> AsyncIterator[ChatCompletionChunk]:
-        """Answer *call* as chunks. The caller closes the iterator (``aclose``) when done.
+        """Answer *call* as chunks. Any async iterator will do; an async generator is best.
 
+        The caller closes the iterator when it stops early or is done, if it can be closed
+        (an ``aclose()`` method, as async generators have; see :func:`aclose_if_possible`).
         The last chunk carries ``usage`` when the provider reports it.
         """
         ...
@@ -69,3 +72,20 @@ class Provider(Protocol):
     async def aclose(self) -> None:
         """Release connections, threads and loaded models."""
         ...
+
+
+async def aclose_if_possible(iterator: AsyncIterator[Any]) -> None:
+    """Close *iterator* if it can be closed: await its ``aclose()`` when it has one.
+
+    The provider contract asks only for an :class:`~collections.abc.AsyncIterator` (``__aiter__``
+    and ``__anext__``); async generators and most stream objects also have ``aclose()``, which
+    releases their connection at once instead of when they are garbage-collected. A plain
+    iterator without it is left alone. A synchronous ``aclose`` that returns ``None`` is
+    accepted too.
+    """
+    close = getattr(iterator, "aclose", None)
+    if close is None:
+        return
+    result = close()
+    if inspect.isawaitable(result):
+        await result

@@ -59,9 +59,15 @@ from genrouter.errors import (
     ServerError,
     redact,
 )
-from genrouter.media import is_local_source, resolve_image_source
+from genrouter.media import is_local_source, is_oss_url, resolve_image_source
 from genrouter.messages import first_validation_error
-from genrouter.providers._errors_http import classify, error_fields, parse_retry_after
+from genrouter.providers._errors_http import (
+    classify,
+    error_fields,
+    parse_retry_after,
+    should_retry_header,
+    status_in_payload,
+)
 from genrouter.providers.openai_compat import OpenAICompatibleProvider
 
 if TYPE_CHECKING:
@@ -73,6 +79,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_REGION",
     "MAX_IMAGE_BYTES",
+    "OSS_RESOLVE_HEADER",
     "REGION_BASE_URLS",
     "DashScopeOptions",
     "DashScopeProvider",
@@ -98,6 +105,11 @@ _REGION_NAMES: Final[Mapping[str, str]] = {
 #: DashScope refuses a base64-encoded image over 10 MB: that is 7.5 MB of raw image bytes.
 MAX_IMAGE_BYTES: Final = 10 * 1024 * 1024 * 3 // 4
 _MAX_ENCODED_IMAGE: Final = 10 * 1024 * 1024
+#: The header that lets DashScope read ``oss://`` temporary uploads (Alibaba Cloud Model
+#: Studio, "Upload local files to get temporary URLs", alibabacloud.com/help/en/model-studio/
+#: get-temporary-file-url, seen 2026-12-01: "For HTTP calls, add the header
+#: X-DashScope-OssResourceResolve: enable"). Temporary uploads exist in the Beijing region only.
+OSS_RESOLVE_HEADER: Final = "X-DashScope-OssResourceResolve"
 
 
 def dashscope_base_url(region: str | None, base_url: str | None = None) -> str:
@@ -178,33 +190,44 @@ def _normal(code: str | None) -> str:
     return re.sub(r"[^a-z0-9]", "", code.lower()) if code else ""
 
 
-def _dashscope_class(status: int | None, codes: str, message: str) -> type[ProviderError]:
-    """The error class from DashScope codes (normalised, joined) and message."""
-    lowered = message.lower()
-    if "datainspectionfailed" in codes or "inappropriatecontent" in codes:
-        return ContentFilteredError
-    if "invalidapikey" in codes:
-        return AuthenticationError
-    if "arrearage" in codes:
-        return BillingError
-    # Throttling.AllocationQuota arrives in compatible mode as 429 "insufficient_quota", which
+# DashScope's error table. Codes are matched normalised (lower case, letters and digits only:
+# "Throttling.RateQuota" -> "throttlingratequota") against the fragments below, the code and
+# the error type joined. Specific codes win over the HTTP status; generic ones ("the request
+# is invalid", "internal error") decide only when the status does not (in a stream, or a 400).
+_DASHSCOPE_SPECIFIC: Final[tuple[tuple[str, type[ProviderError]], ...]] = (
+    ("datainspectionfailed", ContentFilteredError),
+    ("inappropriatecontent", ContentFilteredError),
+    ("invalidapikey", AuthenticationError),
+    ("arrearage", BillingError),
+    # Throttling.AllocationQuota arrives in compatible mode as "insufficient_quota", which
     # elsewhere means an unpaid bill: on DashScope it is a per-minute quota that recovers.
-    if (
-        codes.startswith("throttling")
-        or "limitrequests" in codes
-        or (status == 429 and "insufficientquota" in codes)
-    ):
-        return RateLimitError
-    if "modelnotfound" in codes or "modelnotexist" in codes:
-        return NotFoundError
-    if "accessdenied" in codes:
-        return PermissionDeniedError
-    if "invalidparameter" in codes or "invalidrequest" in codes:
-        if any(phrase in lowered for phrase in _CONTEXT_PHRASES):
-            return ContextWindowExceededError
-        return BadRequestError
-    if "internalerror" in codes or "serviceunavailable" in codes or "requesttimeout" in codes:
-        return ServerError
+    ("throttling", RateLimitError),
+    ("limitrequests", RateLimitError),
+    ("insufficientquota", RateLimitError),
+    ("modelnotfound", NotFoundError),
+    ("modelnotexist", NotFoundError),
+    ("accessdenied", PermissionDeniedError),
+)
+_DASHSCOPE_GENERIC: Final[tuple[tuple[str, type[ProviderError]], ...]] = (
+    ("invalidparameter", BadRequestError),
+    ("invalidrequest", BadRequestError),
+    ("internalerror", ServerError),
+    ("serviceunavailable", ServerError),
+    ("requesttimeout", ServerError),
+)
+
+
+def _dashscope_class(status: int | None, codes: str, message: str) -> type[ProviderError]:
+    """The error class from DashScope codes (normalised, joined), HTTP status and message."""
+    for fragment, cls in _DASHSCOPE_SPECIFIC:
+        if fragment in codes:
+            return cls
+    if status in (None, 400):
+        for fragment, cls in _DASHSCOPE_GENERIC:
+            if fragment in codes:
+                if cls is BadRequestError and any(p in message.lower() for p in _CONTEXT_PHRASES):
+                    return ContextWindowExceededError
+                return cls
     return classify(status, None, message)
 
 
@@ -238,9 +261,7 @@ def map_dashscope_error(
         if status is None:
             status = int(bracketed.group("status"))
     if status is None and isinstance(payload, Mapping):
-        candidate = payload.get("status_code", payload.get("status"))
-        if isinstance(candidate, int) and 400 <= candidate <= 599:
-            status = candidate
+        status = status_in_payload(payload.get("error"), payload)
     codes = " ".join(filter(None, (_normal(code), _normal(fields.type))))
     cls = _dashscope_class(status, codes, message)
     message = redact(message.strip(), secrets)[:500]  # redact first: a cut key would not match
@@ -253,7 +274,12 @@ def map_dashscope_error(
         "code": code,
         "request_id": fields.request_id or headers.get("x-request-id"),
     }
-    return cls(message, retry_after=parse_retry_after(headers), **where)
+    return cls(
+        message,
+        retry_after=parse_retry_after(headers),
+        should_retry=should_retry_header(headers),
+        **where,
+    )
 
 
 def _region_hint(region: str | None, base_url: str | None) -> str:
@@ -318,8 +344,14 @@ class DashScopeProvider(OpenAICompatibleProvider):
         super().check_input(call)
         options = call.request.provider_options.get(self.kind)
         parse_options(options)  # fail before any file is read
+        if self._config.use_sdk and _has_oss_media(call):
+            raise MediaError(
+                "oss:// media needs the X-DashScope-OssResourceResolve header, which genrouter "
+                "sets on its own HTTP path: set use_sdk = false for this provider",
+                source=next(s for s in _media_sources(call) if is_oss_url(s)),
+            )
         for url in _video_urls(call):
-            if is_local_source(url):
+            if is_local_source(url) and not is_oss_url(url):
                 raise MediaError(
                     f"video {url!r} is a local file; DashScope needs a video URL, or the "
                     'video as frames ({"type": "video", "video": [...]})',
@@ -361,6 +393,14 @@ class DashScopeProvider(OpenAICompatibleProvider):
                 elif kind == "video":
                     part["video"] = [_resolve(frame) for frame in part["video"]]
 
+    def _request(self, body: dict[str, Any], key: str | None, call: ProviderCall) -> httpx2.Request:
+        """The HTTP request, with ``X-DashScope-OssResourceResolve: enable`` when the call
+        sends ``oss://`` media (DashScope reads temporary uploads only with it)."""
+        request = super()._request(body, key, call)
+        if _has_oss_media(call):
+            request.headers[OSS_RESOLVE_HEADER] = "enable"
+        return request
+
     # -- errors --------------------------------------------------------------------------
 
     def map_error(self, status: int, body: bytes, headers: httpx2.Headers) -> ProviderError:
@@ -397,9 +437,18 @@ class DashScopeProvider(OpenAICompatibleProvider):
 def _resolve(source: str) -> str:
     return (
         resolve_image_source(source, max_bytes=MAX_IMAGE_BYTES)
-        if is_local_source(source)
+        if is_local_source(source) and not is_oss_url(source)
         else source
     )
+
+
+def _media_sources(call: ProviderCall) -> Iterable[str]:
+    yield from _image_sources(call)
+    yield from _video_urls(call)
+
+
+def _has_oss_media(call: ProviderCall) -> bool:
+    return any(is_oss_url(source) for source in _media_sources(call))
 
 
 def _image_sources(call: ProviderCall) -> Iterable[str]:

@@ -59,6 +59,8 @@ from genrouter.errors import (
 from genrouter.media import is_local_source, resolve_image_source
 from genrouter.providers._errors_http import (
     CONNECTION_LOST,
+    VLLM_DIALECT,
+    ErrorDialect,
     error_from_payload,
     error_from_status,
     error_from_transport,
@@ -91,6 +93,8 @@ class OpenAICompatibleProvider:
     default_key_env: ClassVar[str | None] = None
     key_required: ClassVar[bool] = False
     kept_assistant_fields: ClassVar[frozenset[str]] = frozenset()
+    #: The table that turns this wire's error bodies into typed errors.
+    error_dialect: ClassVar[ErrorDialect] = VLLM_DIALECT
 
     def __init__(
         self,
@@ -286,7 +290,12 @@ class OpenAICompatibleProvider:
     def map_error(self, status: int, body: bytes, headers: httpx2.Headers) -> ProviderError:
         """The typed error for an HTTP error response."""
         return error_from_status(
-            status, body, headers, provider=self._name, secrets=self._secrets()
+            status,
+            body,
+            headers,
+            provider=self._name,
+            secrets=self._secrets(),
+            dialect=self.error_dialect,
         )
 
     def is_error_payload(self, payload: Any) -> bool:
@@ -295,7 +304,9 @@ class OpenAICompatibleProvider:
 
     def map_stream_error(self, payload: dict[str, Any]) -> ProviderError:
         """The typed error for an ``{"error": {...}}`` event inside a stream."""
-        return error_from_payload(payload, provider=self._name, secrets=self._secrets())
+        return error_from_payload(
+            payload, provider=self._name, secrets=self._secrets(), dialect=self.error_dialect
+        )
 
     def _transport_error(self, exc: httpx2.TransportError, call: ProviderCall) -> ProviderError:
         return error_from_transport(

@@ -35,10 +35,14 @@ class CandidateFacts:
     prompt_tokens: int
     prompt_tokens_method: str
     fallback: bool = False
-    missing_credentials: str | None = None  # e.g. "no API key: set OPENAI_API_KEY"
+    # Why the model cannot be used here (genrouter.usability.unusable_reason): no key
+    # ("no credentials: set OPENAI_API_KEY"), no model file, no local runtime.
+    missing_credentials: str | None = None
     blocked: str | None = None  # e.g. circuit open
     offline: str | None = None  # remote, and its provider or the network is marked down
     observed: LatencyStats | None = None
+    prompt_tokens_counted: int | None = None  # before calibration, when it was applied
+    prompt_tokens_uncertainty: float = 0.0  # relative error of the count: the pre-check margin
 
 
 def expected_output_tokens(output_limit: int | None, candidates: Sequence[CandidateFacts]) -> int:
@@ -115,7 +119,14 @@ def _exclusion(
     if reason is not None:
         return reason
     wanted = output_limit or 1
-    if facts.prompt_tokens + wanted > spec.context_window:
+    margin = math.ceil(facts.prompt_tokens * facts.prompt_tokens_uncertainty)
+    if facts.prompt_tokens + margin + wanted > spec.context_window:
+        if margin:
+            return (
+                f"prompt (~{facts.prompt_tokens} tokens estimated, up to "
+                f"{facts.prompt_tokens + margin} at ±{facts.prompt_tokens_uncertainty:.0%}) "
+                f"+ max output ({wanted}) may exceed the context window ({spec.context_window})"
+            )
         return (
             f"prompt ({facts.prompt_tokens} tokens) + max output ({wanted}) "
             f"exceeds the context window ({spec.context_window})"
@@ -181,6 +192,8 @@ def _evaluation(estimate: _Estimate, score: float | None) -> CandidateEvaluation
         score=None if estimate.reason is not None else score,
         excluded_because=estimate.reason,
         fallback=facts.fallback,
+        prompt_tokens_counted=facts.prompt_tokens_counted,
+        prompt_tokens_uncertainty=facts.prompt_tokens_uncertainty,
     )
 
 

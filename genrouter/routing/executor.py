@@ -28,7 +28,7 @@ from genrouter.errors import (
     ProviderTimeoutError,
     StreamInterruptedError,
 )
-from genrouter.providers.base import Provider, ProviderCall
+from genrouter.providers.base import Provider, ProviderCall, aclose_if_possible
 from genrouter.request import ChatRequest
 from genrouter.routing.budget import Budget, Reservation
 from genrouter.routing.health import Health, Ticket
@@ -270,6 +270,9 @@ class Execution:
             cost = spec.estimate_cost(
                 usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
             )
+            self.env.health.prompt_calibration.observe_route(
+                self.info, spec.id, usage.prompt_tokens
+            )
         if cost is not None:
             self.info.cost_usd = round((self.info.cost_usd or 0.0) + cost, 12)
         if reservation is not None and self.env.budget is not None:
@@ -464,14 +467,14 @@ class Execution:
                     if chunk_has_output(chunk):
                         break
         except TimeoutError as exc:
-            await chunks.aclose()  # type: ignore[attr-defined]
+            await aclose_if_possible(chunks)
             raise FirstTokenTimeoutError(
                 f"no content within {limit:.3f}s",
                 provider=call.model.provider,
                 model=call.model.model,
             ) from exc
         except BaseException:
-            await chunks.aclose()  # type: ignore[attr-defined]
+            await aclose_if_possible(chunks)
             raise
         return _Opened(chunks, buffered, self._elapsed_ms(started))
 
@@ -538,7 +541,7 @@ class Execution:
                 await self._record(spec, "interrupted", started, error=error)
                 self._interrupted(spec, delivered, error)
             finally:
-                await opened.chunks.aclose()  # type: ignore[attr-defined]
+                await aclose_if_possible(opened.chunks)
                 if not ended:
                     await self._closed_early(spec, provider, outcome, opened, delivered)
             usage = delivered.usage[-1] if len(delivered.usage) > usage_before else None

@@ -71,6 +71,11 @@ def render_route_info(info: RouteInfo) -> str:
         timing.append(f"cost {_money(info.cost_usd)}")
     if timing:
         lines.append(", ".join(timing))
+    if info.prompt_tokens_reported is not None:
+        lines.append(
+            f"prompt tokens: estimated {info.prompt_tokens_estimated}, "
+            f"reported {info.prompt_tokens_reported}"
+        )
     for attempt in info.attempts:
         detail = f": {attempt.error_type}" if attempt.error_type else ""
         lines.append(f"  attempt {attempt.model} -> {attempt.outcome}{detail}")

@@ -12,6 +12,7 @@ from typing import Literal
 
 from genrouter._lru import LRUDict
 from genrouter.config import CircuitConfig, OfflineConfig
+from genrouter.routing.calibration import PromptCalibration
 
 __all__ = ["CircuitBreaker", "Health", "LatencyStats", "Reachability", "Ticket"]
 
@@ -169,6 +170,8 @@ class Health:
     latency: dict[str, LatencyStats] = field(default_factory=LRUDict)
     circuits: dict[str, CircuitBreaker] = field(default_factory=LRUDict)
     reachability: Reachability = field(init=False)
+    # How far prompt estimates were from reported counts, per model (bounded LRU).
+    prompt_calibration: PromptCalibration = field(default_factory=PromptCalibration)
 
     def __post_init__(self) -> None:
         self.reachability = Reachability(self.offline_config)

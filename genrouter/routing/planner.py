@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from genrouter._lru import LRUDict
 from genrouter.catalog import Catalog, ModelSpec
-from genrouter.config import Config, ProviderConfig, RouteConfig
+from genrouter.config import Config, ProviderConfig, RouteConfig, Rule
 from genrouter.errors import (
     BudgetExceededError,
     GenRouterDeprecationWarning,
@@ -26,15 +26,24 @@ from genrouter.errors import (
 from genrouter.lifecycle import deprecation_note, resolve_retired, utc_today
 from genrouter.request import ChatRequest
 from genrouter.routing.budget import Budget
+from genrouter.routing.calibration import Calibrated, PromptCalibration
 from genrouter.routing.decision import CandidateFacts, decide
 from genrouter.routing.health import Health
 from genrouter.routing.policy import match_rule
 from genrouter.types import RouteDecision
+from genrouter.usability import local_runtime_installed, unusable_reason
 
 if TYPE_CHECKING:
-    from genrouter.tokens import TokenCounter
+    from genrouter.tokens import TokenCount, TokenCounter
 
-__all__ = ["DEFAULT_KEY_ENV", "ZERO_CONFIG_REMOTE", "Plan", "Planner", "refuse_empty"]
+__all__ = [
+    "DEFAULT_KEY_ENV",
+    "ZERO_CONFIG_REMOTE",
+    "Plan",
+    "Planner",
+    "PromptCounts",
+    "refuse_empty",
+]
 
 # Remote models the zero-configuration default route offers, in order; each is used only when
 # its key is set. Local models found on this machine follow as fallbacks. Live models only
@@ -42,6 +51,31 @@ __all__ = ["DEFAULT_KEY_ENV", "ZERO_CONFIG_REMOTE", "Plan", "Planner", "refuse_e
 ZERO_CONFIG_REMOTE = ("openai/gpt-6-luna", "dashscope/qwen3.6-plus", "dashscope/qwen3-vl-plus")
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "dashscope": "DASHSCOPE_API_KEY"}
 _O_SERIES_PREFIXES = ("o1", "o3", "o4")
+
+
+class PromptCounts:
+    """One request's prompt counts, shared by rules, the decision, the context pre-check and
+    budgets: counted once per tokenizer (once per model when the request has media, since
+    image rules differ by vendor), then calibrated per model from reported usage."""
+
+    __slots__ = ("_calibration", "_counter", "_per_model", "_raw", "_request")
+
+    def __init__(
+        self, request: ChatRequest, counter: TokenCounter, calibration: PromptCalibration
+    ) -> None:
+        self._request = request
+        self._counter = counter
+        self._calibration = calibration
+        self._per_model = request.needs().modalities != {"text"}
+        self._raw: dict[str | None, TokenCount] = {}
+
+    def of(self, spec: ModelSpec) -> Calibrated:
+        """The prompt's count on *spec*, as routing uses it."""
+        key = spec.id if self._per_model else spec.tokenizer
+        raw = self._raw.get(key)
+        if raw is None:
+            raw = self._raw[key] = self._counter.count_prompt(self._request, spec)
+        return self._calibration.calibrate(spec.id, raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +118,7 @@ class Planner:
         self._adhoc: LRUDict[str, ModelSpec] = LRUDict()
         self._single_routes: LRUDict[str, tuple[RouteConfig, dict[str, ModelSpec]]] = LRUDict()
         self._zero_config: tuple[RouteConfig, dict[str, ModelSpec]] | None = None
+        self._runtime_installed: bool | None = None
 
     # -- resolution ---------------------------------------------------------------------------
 
@@ -144,20 +179,47 @@ class Planner:
         self._single_routes.clear()
         self._zero_config = None
 
+    def _tokenizer_spec(self, tokenizer: str) -> ModelSpec:
+        spec = self._adhoc.get(f"tokenizer:{tokenizer}")
+        if spec is None:
+            fields = {"id": f"tokenizer/{tokenizer}", "provider": "tokenizer", "model": tokenizer}
+            spec = ModelSpec.model_validate({**fields, "tokenizer": tokenizer})
+            self._adhoc[f"tokenizer:{tokenizer}"] = spec
+        return spec
+
+    def _rule_tokens(self, rule: Rule, counts: PromptCounts) -> int:
+        """The prompt count a rule's thresholds test: in the rule's ``tokenizer`` if it names
+        one, else the count the decision shows for its route (its first candidate's)."""
+        if rule.when.tokenizer is not None:
+            return counts.of(self._tokenizer_spec(rule.when.tokenizer)).tokens
+        route = self.config.routes.get(rule.route)
+        if route is None:  # a Config built in code, never checked: resolve's fallback
+            route = self.zero_config_route()[0]
+        return counts.of(
+            self.spec(route.candidates[0]) or self.catalog.get(route.candidates[0])
+        ).tokens
+
     def resolve(
-        self, request: ChatRequest, today: date | None = None
+        self,
+        request: ChatRequest,
+        counts: PromptCounts | None = None,
+        today: date | None = None,
     ) -> tuple[str, RouteConfig, dict[str, ModelSpec], str | None]:
         """Which route serves *request*: ``(name, route, specs by id, rule label)``."""
-        return self._resolve(request, self._today() if today is None else today)[:4]
+        return self._resolve(request, self._today() if today is None else today, counts)[:4]
 
     def _resolve(
-        self, request: ChatRequest, today: date
+        self, request: ChatRequest, today: date, counts: PromptCounts | None
     ) -> tuple[str, RouteConfig, dict[str, ModelSpec], str | None, list[str]]:
         name = request.model
         if name == "auto":
             needs = request.needs()
-            rough = sum(len(m.model_dump_json()) for m in request.messages) // 4
-            hit = match_rule(self.config.rules, request, needs, rough)
+            if counts is None:
+                counts = PromptCounts(request, self._tokens(), self.health.prompt_calibration)
+            measured = counts
+            hit = match_rule(
+                self.config.rules, request, needs, lambda r: self._rule_tokens(r, measured)
+            )
             if hit is not None:
                 index, rule = hit
                 label = rule.name or f"rules[{index}]"
@@ -195,6 +257,23 @@ class Planner:
         variable = config.key_variable(DEFAULT_KEY_ENV.get(config.type))
         return f"no credentials: set {variable}" if variable else "no credentials"
 
+    def unusable(self, spec: ModelSpec, has_key: Callable[[str], bool]) -> str | None:
+        """Why *spec* cannot be used from here (no key, no model file…), or ``None``.
+
+        The one verdict (:func:`genrouter.usability.unusable_reason`) that routing,
+        ``client.models()`` and so every CLI command give.
+        """
+        config = self._provider_configs[spec.provider]
+        if config.type == "local" and self._runtime_installed is None:
+            self._runtime_installed = local_runtime_installed()
+        return unusable_reason(
+            spec,
+            config,
+            self.env,
+            missing_credentials=self.missing_credentials(spec, has_key),
+            runtime_installed=bool(self._runtime_installed),
+        )
+
     def _blocked(self, spec: ModelSpec, now: float) -> str | None:
         wait = self.health.circuit(spec.id).blocked_for(now)
         return None if wait is None else f"circuit open (retry in {wait:.1f}s)"
@@ -213,12 +292,9 @@ class Planner:
     ) -> Plan:
         """Resolve and decide. *locality* says, per model, ``(is_remote, off_machine)``."""
         today = self._today()
-        route_name, route, specs, rule, notes = self._resolve(request, today)
-        counter = self._tokens()
+        counts = PromptCounts(request, self._tokens(), self.health.prompt_calibration)
+        route_name, route, specs, rule, notes = self._resolve(request, today, counts)
         needs = request.needs()
-        # Text counts depend only on the tokenizer; image tokens follow each model's own rule.
-        per_model = needs.modalities != {"text"}
-        counts: dict[str | None, tuple[int, str]] = {}
         now = self._clock()
         facts = []
         seen: set[str] = set()
@@ -230,19 +306,17 @@ class Planner:
             if spec.id in seen:
                 continue
             seen.add(spec.id)
-            key = spec.id if per_model else spec.tokenizer
-            if key not in counts:
-                count = counter.count_prompt(request, spec)
-                counts[key] = (count.tokens, count.method)
-            tokens, method = counts[key]
+            count = counts.of(spec)
             remote, off_machine = locality(spec)
             facts.append(
                 CandidateFacts(
                     spec=spec,
-                    prompt_tokens=tokens,
-                    prompt_tokens_method=method,
+                    prompt_tokens=count.tokens,
+                    prompt_tokens_method=count.method,
+                    prompt_tokens_counted=count.counted,
+                    prompt_tokens_uncertainty=count.uncertainty,
                     fallback=fallback,
-                    missing_credentials=self.missing_credentials(spec, has_key),
+                    missing_credentials=self.unusable(spec, has_key),
                     blocked=self._blocked(spec, now),
                     offline=self._offline(spec, remote, off_machine, now),
                     observed=self.health.latency.get(spec.id),

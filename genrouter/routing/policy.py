@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from genrouter.config import BackoffConfig, RetryConfig, Rule
 from genrouter.errors import (
@@ -56,7 +56,13 @@ _MOVE_ON = (
 
 
 def classify(error: BaseException, retry: RetryConfig) -> Action:
-    """Decide between retrying the candidate, moving on, or failing the request."""
+    """Decide between retrying the candidate, moving on, or failing the request.
+
+    A provider's explicit word wins (``should_retry``, from OpenAI's ``x-should-retry``
+    header): ``true`` retries this candidate, ``false`` moves on without retrying it.
+    """
+    if isinstance(error, ProviderError) and error.should_retry is not None:
+        return Action.RETRY if error.should_retry else Action.NEXT
     if isinstance(error, (*_MOVE_ON, FirstTokenTimeoutError)):
         # A slow first token says "this model is slow now": waiting on it again only doubles
         # the delay the caller sees, so the next candidate gets the request.
@@ -105,7 +111,9 @@ def backoff_delay(
     return step / 1000.0
 
 
-def _rule_matches(rule: Rule, request: ChatRequest, needs: Needs, prompt_tokens: int) -> bool:
+def _rule_matches(
+    rule: Rule, request: ChatRequest, needs: Needs, prompt_tokens: int | Callable[[Rule], int]
+) -> bool:
     when = rule.when
     if when.input_modality is not None:
         media = needs.modalities - {"text"}
@@ -113,10 +121,12 @@ def _rule_matches(rule: Rule, request: ChatRequest, needs: Needs, prompt_tokens:
             return False
         if when.input_modality != "text" and when.input_modality not in media:
             return False
-    if when.min_prompt_tokens is not None and prompt_tokens < when.min_prompt_tokens:
-        return False
-    if when.max_prompt_tokens is not None and prompt_tokens > when.max_prompt_tokens:
-        return False
+    if when.min_prompt_tokens is not None or when.max_prompt_tokens is not None:
+        tokens = prompt_tokens if isinstance(prompt_tokens, int) else prompt_tokens(rule)
+        if when.min_prompt_tokens is not None and tokens < when.min_prompt_tokens:
+            return False
+        if when.max_prompt_tokens is not None and tokens > when.max_prompt_tokens:
+            return False
     if when.tools is not None and when.tools != needs.tools:
         return False
     if when.json_output is not None and when.json_output != (
@@ -127,9 +137,16 @@ def _rule_matches(rule: Rule, request: ChatRequest, needs: Needs, prompt_tokens:
 
 
 def match_rule(
-    rules: Sequence[Rule], request: ChatRequest, needs: Needs, prompt_tokens: int
+    rules: Sequence[Rule],
+    request: ChatRequest,
+    needs: Needs,
+    prompt_tokens: int | Callable[[Rule], int],
 ) -> tuple[int, Rule] | None:
-    """The first rule whose conditions all hold, with its index, or ``None``."""
+    """The first rule whose conditions all hold, with its index, or ``None``.
+
+    *prompt_tokens* is the prompt's count, or a function giving the count a rule tests (the
+    planner's: in the rule's tokenizer, counted only for rules with token thresholds).
+    """
     for index, rule in enumerate(rules):
         if _rule_matches(rule, request, needs, prompt_tokens):
             return index, rule
