@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         ResponseFormatError,
         ServerError,
         StreamInterruptedError,
+        StructuredOutputError,
         UnsupportedInputError,
     )
     from genrouter.providers.base import Provider, ProviderCall
@@ -104,6 +105,7 @@ _EXPORTS: dict[str, str] = {
             "ResponseFormatError",
             "ServerError",
             "StreamInterruptedError",
+            "StructuredOutputError",
             "UnsupportedInputError",
         )
     },
@@ -151,6 +153,7 @@ __all__ = [
     "RouteInfo",
     "ServerError",
     "StreamInterruptedError",
+    "StructuredOutputError",
     "UnsupportedInputError",
     "Usage",
     "__version__",

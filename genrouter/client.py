@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel
@@ -35,11 +35,13 @@ from genrouter.types import ChatCompletion, RouteDecision
 if TYPE_CHECKING:
     import httpx2
 
+    from genrouter.structured import OutputSpec, ParsedChatCompletion
     from genrouter.tokens import TokenCounter
 
 __all__ = ["AsyncClient", "AsyncHooks", "ModelStatus"]
 
 MessageInput = Iterable[Mapping[str, Any] | BaseModel]
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -314,6 +316,13 @@ class AsyncClient:
         await stream._prime()
         return stream
 
+    async def _parse(self, params: Mapping[str, Any], output: OutputSpec) -> ChatCompletion:
+        """A complete call whose every attempt must pass *output*'s check (else: next one)."""
+        request, plan = await self._plan_off_loop(params)
+        execution = self._execution(request, plan)
+        execution.env = output.checking(execution.env)
+        return await execution.complete()
+
 
 class AsyncChat:
     """``client.chat``: holds ``completions``."""
@@ -376,10 +385,73 @@ class AsyncCompletions:
         With ``stream=True`` it returns an :class:`AsyncChatStream` once the first content has
         arrived; failures before that point fail over invisibly.
         """
+        from genrouter.structured import is_model_class, response_format_param
+
+        if is_model_class(params.get("response_format")):  # response_format=MyModel
+            if not stream:
+                parsed: ChatCompletion = await self.parse(model=model, messages=messages, **params)
+                return parsed
+            params["response_format"] = response_format_param(params["response_format"])
         call: dict[str, Any] = {"model": model, "messages": messages, "stream": stream, **params}
         if stream:
             return await self._client._stream(call)
         return await self._client._complete(call)
+
+    @overload
+    async def parse(
+        self,
+        *,
+        model: str = ...,
+        messages: MessageInput,
+        response_format: type[ModelT],
+        **params: Any,
+    ) -> ParsedChatCompletion[ModelT]: ...
+
+    @overload
+    async def parse(
+        self,
+        *,
+        model: str = ...,
+        messages: MessageInput,
+        response_format: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> ParsedChatCompletion[None]: ...
+
+    async def parse(
+        self,
+        *,
+        model: str = "auto",
+        messages: MessageInput,
+        response_format: type[BaseModel] | Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> ParsedChatCompletion[Any]:
+        """openai-python's ``parse()``: the answer as an instance of *response_format*.
+
+        *response_format* is a pydantic model class (sent as OpenAI's strict ``json_schema``,
+        a grammar for local models); ``message.parsed`` holds the instance, or ``None`` with
+        ``message.refusal`` set when the model refused. Tools made with
+        ``openai.pydantic_function_tool`` (or ``strict`` ones) get
+        ``tool_calls[i].function.parsed_arguments``. An answer that does not validate raises
+        :class:`~genrouter.errors.StructuredOutputError` inside the attempt, so the route's
+        next candidate is tried; when all fail, :class:`AllCandidatesFailedError` holds them.
+        """
+        from genrouter.errors import InvalidRequestError
+        from genrouter.structured import ParsedChatCompletion, output_spec
+
+        if params.get("stream"):
+            raise InvalidRequestError(
+                "parse() returns a whole answer; for a stream use create(stream=True, "
+                "response_format=Model) and validate the final completion",
+                param="stream",
+            )
+        params.pop("stream", None)
+        output = output_spec(response_format, params.get("tools"))
+        call: dict[str, Any] = {"model": model, "messages": messages, **params}
+        if output.wire_format is not None:
+            call["response_format"] = dict(output.wire_format)
+        result = await self._client._parse(call, output)
+        assert isinstance(result, ParsedChatCompletion)  # what output.check returns
+        return result
 
 
 def _has_media(messages: object) -> bool:

@@ -14,7 +14,7 @@ import os
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
 
 from pydantic import BaseModel
 
@@ -26,9 +26,13 @@ from genrouter.routing.hooks import AsyncHooks
 from genrouter.streaming import AsyncChatStream, ChatStream
 from genrouter.types import ChatCompletion, RouteDecision
 
+if TYPE_CHECKING:
+    from genrouter.structured import ParsedChatCompletion
+
 __all__ = ["Client"]
 
 T = TypeVar("T")
+ModelT = TypeVar("ModelT", bound=BaseModel)
 MessageInput = Iterable[Mapping[str, Any] | BaseModel]
 
 
@@ -208,4 +212,44 @@ class Completions:
         )
         if isinstance(result, AsyncChatStream):
             return ChatStream(result, client._portal)
+        return result
+
+    @overload
+    def parse(
+        self,
+        *,
+        model: str = ...,
+        messages: MessageInput,
+        response_format: type[ModelT],
+        **params: Any,
+    ) -> ParsedChatCompletion[ModelT]: ...
+
+    @overload
+    def parse(
+        self,
+        *,
+        model: str = ...,
+        messages: MessageInput,
+        response_format: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> ParsedChatCompletion[None]: ...
+
+    def parse(
+        self,
+        *,
+        model: str = "auto",
+        messages: MessageInput,
+        response_format: type[BaseModel] | Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> ParsedChatCompletion[Any]:
+        """The answer parsed into *response_format*; see
+        :meth:`genrouter.client.AsyncCompletions.parse`."""
+        client = self._client
+        result: ParsedChatCompletion[Any] = client._portal.call(
+            client._async.chat.completions.parse,
+            model=model,
+            messages=list(messages),
+            response_format=response_format,
+            **params,
+        )
         return result
