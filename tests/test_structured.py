@@ -203,7 +203,7 @@ async def test_bad_parse_arguments_are_refused_before_sending(server: FakeLLMSer
             await client.chat.completions.parse(
                 model="default",
                 messages=ASK,
-                response_format=int,  # type: ignore[call-overload]
+                response_format=int,  # type: ignore[type-var]
             )
         assert caught.value.param == "response_format"
     assert server.requests == []

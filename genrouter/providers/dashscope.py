@@ -412,10 +412,13 @@ def _ensure_json_keyword(body: dict[str, Any]) -> None:
     if not isinstance(messages, list) or "json" in to_json(messages).decode().lower():
         return
     first = messages[0] if messages else None
-    if isinstance(first, dict) and first.get("role") == "system":
-        if isinstance(first.get("content"), str):
-            messages[0] = {**first, "content": f"{first['content']}\n\n{_JSON_HINT}"}
-            return
+    if (
+        isinstance(first, dict)
+        and first.get("role") == "system"
+        and isinstance(first.get("content"), str)
+    ):
+        messages[0] = {**first, "content": f"{first['content']}\n\n{_JSON_HINT}"}
+        return
     body["messages"] = [{"role": "system", "content": _JSON_HINT}, *messages]
 
 
