@@ -22,7 +22,7 @@ from genrouter.testing import FakeLLMServer, Reply
 
 KEYS = {"OPENAI_API_KEY": "sk-test-openai-0123456789", "DASHSCOPE_API_KEY": "sk-test-ds-98765"}
 ASK = [{"role": "user", "content": "Weather in Paris?"}]
-FAST = {"attempts": 1, "backoff": {"initial_ms": 1, "max_ms": 5}}
+FAST = {"attempts": 3, "backoff": {"initial_ms": 1, "max_ms": 5}}
 # Capabilities are declared, never left to defaults.
 CAPABLE = {"json_schema": True, "json_object": True, "tools": True, "context_window": 8192}
 

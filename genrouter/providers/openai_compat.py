@@ -206,6 +206,11 @@ class OpenAICompatibleProvider:
             elif role == "assistant":
                 for field in dropped:
                     data.pop(field, None)
+                # A tool-call turn has no content. llama.cpp's server wants a string there
+                # (null fails its validation, a missing key its chat formats) and DashScope
+                # wants the key (agentscope-java#1270); OpenAI takes "" as well as null.
+                if data.get("content") is None:
+                    data["content"] = ""
             messages.append(data)
         return messages
 
