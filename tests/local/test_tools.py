@@ -228,3 +228,39 @@ async def test_multi_turn_tool_loop_through_the_client(tiny_gguf: Path) -> None:
     assert first.usage is not None and second.usage is not None
     # The call and its result went back into the prompt.
     assert second.usage.prompt_tokens > first.usage.prompt_tokens
+
+
+@pytestmark_llama
+async def test_parse_on_a_local_model_uses_a_schema_grammar(tiny_gguf: Path) -> None:
+    from typing import Literal
+
+    from pydantic import BaseModel
+
+    class Verdict(BaseModel):
+        answer: Literal["yes", "no"]
+        sure: bool
+
+    config = {
+        "providers": {"local": {"type": "local"}},
+        "models": {
+            "local/tiny": {
+                "model": "tiny",
+                "local": True,
+                "path": str(tiny_gguf),
+                "n_ctx": 1024,
+                "context_window": 1024,
+                "max_output_tokens": 100,
+                "tools": True,
+                "json_schema": True,
+                "json_object": True,
+            }
+        },
+        "routes": {"default": {"candidates": ["local/tiny"]}},
+    }
+    async with AsyncClient(config, env={}) as client:
+        resp = await client.chat.completions.parse(
+            model="local/tiny", messages=ASK, response_format=Verdict, temperature=0
+        )
+    parsed = resp.choices[0].message.parsed
+    assert isinstance(parsed, Verdict) and parsed.answer in ("yes", "no")
+    assert resp.route is not None and resp.route.model == "local/tiny"
