@@ -30,6 +30,7 @@ from genrouter.routing.health import Health
 from genrouter.routing.hooks import AsyncHooks, Telemetry
 from genrouter.routing.planner import DEFAULT_KEY_ENV, Plan, Planner, refuse_empty
 from genrouter.streaming import AsyncChatStream
+from genrouter.structured import is_model_class, response_format_param
 from genrouter.types import ChatCompletion, RouteDecision
 
 if TYPE_CHECKING:
@@ -385,8 +386,6 @@ class AsyncCompletions:
         With ``stream=True`` it returns an :class:`AsyncChatStream` once the first content has
         arrived; failures before that point fail over invisibly.
         """
-        from genrouter.structured import is_model_class, response_format_param
-
         if is_model_class(params.get("response_format")):  # response_format=MyModel
             if not stream:
                 parsed: ChatCompletion = await self.parse(model=model, messages=messages, **params)

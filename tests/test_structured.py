@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, assert_type
 
 import openai
 import pytest
@@ -81,6 +81,7 @@ async def test_async_parse_returns_the_instance(server: FakeLLMServer) -> None:
         )
     assert isinstance(resp, ParsedChatCompletion)
     message = resp.choices[0].message
+    assert_type(message.parsed, Weather | None)  # what mypy (strict) sees, as with openai
     assert message.parsed == Weather(city="Paris", temp_c=21)
     assert message.refusal is None
     assert resp.route is not None and resp.route.model == "openai/gpt-4o-mini"

@@ -282,6 +282,8 @@ def sampling_arguments(
     # Without a limit llama-cpp-python stops after 16 tokens; the catalog's limit is the cap.
     args["max_tokens"] = min(request.output_limit or spec.max_output_tokens, spec.max_output_tokens)
     dropped.extend(name for name in _DROPPED_PARAMS if getattr(request, name) is not None)
+    if request.parallel_tool_calls is not None and not request.tools:
+        dropped.append("parallel_tool_calls")  # meaningful only with tools
     return args
 
 
