@@ -256,6 +256,8 @@ class AsyncClient:
 
     def route(self, *, model: str = "auto", messages: MessageInput, **params: Any) -> RouteDecision:
         """Dry run: the routing decision for this request, without calling any model."""
+        if is_model_class(params.get("response_format")):
+            params["response_format"] = response_format_param(params["response_format"])
         _, plan = self._plan({"model": model, "messages": messages, **params})
         return plan.decision
 

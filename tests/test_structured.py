@@ -245,3 +245,13 @@ async def test_dashscope_json_schema_and_json_keyword(server: FakeLLMServer) -> 
     # json_object without the word JSON in the messages is a 400 on DashScope: a hint is added.
     assert plain_body["messages"][0] == {"role": "system", "content": "Answer in JSON."}
     assert system_body["messages"][0]["content"] == "Be brief.\n\nAnswer in JSON."
+
+
+async def test_route_dry_run_accepts_a_model_class(server: FakeLLMServer) -> None:
+    async with AsyncClient(config(server, "dashscope/qwen-max", "compat/m1"), env=KEYS) as client:
+        decision = client.route(messages=ASK, response_format=Weather)
+    # qwen-max is catalogued with json_object only: a schema request routes past it.
+    assert decision.plan == ("compat/m1",)
+    excluded = {c.model: c.excluded_because for c in decision.candidates}
+    assert excluded["dashscope/qwen-max"] == "needs JSON-schema output; model lacks it"
+    assert server.requests == []

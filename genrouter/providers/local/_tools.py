@@ -8,8 +8,9 @@ llama.cpp here):
 * ``tool_choice="required"`` or ``{"type": "function", "function": {"name": ...}}`` compiles
   that format, restricted to the allowed functions and their parameter schemas, into a
   grammar: the model cannot answer anything but a valid call (``parallel_tool_calls=False``
-  allows exactly one). ``"auto"`` leaves the model free; an answer in the call format becomes
-  ``tool_calls``, anything else stays text. ``"none"`` hides the tools.
+  or a named function allows exactly one). ``"auto"`` leaves the model free; an answer in
+  the call format becomes ``tool_calls``, anything else stays text. ``"none"`` hides the
+  tools.
 * Earlier calls and their results come back into the prompt in the same format, so a
   multi-turn tool loop reads as one conversation to the model.
 """
@@ -137,7 +138,10 @@ def plan_tools(request: ChatRequest) -> ToolPlan | None:
     mode, allowed = _chosen(request, [f["name"] for f in functions])
     if mode == "none":
         return None
-    parallel = request.parallel_tool_calls is not False and len(allowed) >= 1
+    # A named tool_choice asks for that one call, as OpenAI answers it.
+    parallel = request.parallel_tool_calls is not False and isinstance(
+        request.tool_choice, str | None
+    )
     offered = [f for f in functions if f["name"] in allowed]
     forced = mode == "required"
     return ToolPlan(
