@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import httpx2
 
     from genrouter.structured import OutputSpec, ParsedChatCompletion
+    from genrouter.structured_stream import AsyncChatCompletionStreamManager
     from genrouter.tokens import TokenCounter
 
 __all__ = ["AsyncClient", "AsyncHooks", "ModelStatus"]
@@ -453,6 +454,55 @@ class AsyncCompletions:
         result = await self._client._parse(call, output)
         assert isinstance(result, ParsedChatCompletion)  # what output.check returns
         return result
+
+    @overload
+    def stream(
+        self,
+        *,
+        model: str = ...,
+        messages: MessageInput,
+        response_format: type[ModelT],
+        **params: Any,
+    ) -> AsyncChatCompletionStreamManager[ModelT]: ...
+
+    @overload
+    def stream(
+        self,
+        *,
+        model: str = ...,
+        messages: MessageInput,
+        response_format: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> AsyncChatCompletionStreamManager[None]: ...
+
+    def stream(
+        self,
+        *,
+        model: str = "auto",
+        messages: MessageInput,
+        response_format: type[BaseModel] | Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> AsyncChatCompletionStreamManager[Any]:
+        """openai-python's ``chat.completions.stream()``: a streamed ``parse()`` as events.
+
+        ``async with client.chat.completions.stream(...) as stream: async for event in
+        stream: ...`` then ``await stream.get_final_completion()`` (a
+        :class:`~genrouter.structured.ParsedChatCompletion`); see
+        :mod:`genrouter.structured_stream` for the events.
+        """
+        from genrouter.structured import output_spec
+        from genrouter.structured_stream import AsyncChatCompletionStreamManager
+
+        params.pop("stream", None)
+        output = output_spec(response_format, params.get("tools"))
+        call: dict[str, Any] = {"model": model, "messages": messages, "stream": True, **params}
+        if output.wire_format is not None:
+            call["response_format"] = dict(output.wire_format)
+
+        async def open_stream() -> AsyncChatStream:
+            return await self._client._stream(call)
+
+        return AsyncChatCompletionStreamManager(open_stream, output, self._client.model_spec)
 
 
 def _has_media(messages: object) -> bool:

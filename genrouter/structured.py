@@ -43,6 +43,7 @@ from genrouter.types import (
 )
 
 if TYPE_CHECKING:
+    from genrouter.catalog import ModelSpec
     from genrouter.routing.executor import RuntimeEnv
 
 __all__ = [
@@ -125,21 +126,21 @@ class OutputSpec:
     wire_format: Mapping[str, Any] | None
     tool_models: Mapping[str, type[BaseModel] | None] = field(default_factory=dict)
 
-    def check(self, completion: ChatCompletion, call: ProviderCall) -> ParsedChatCompletion[Any]:
-        """*completion* with ``parsed`` filled in; raises if it does not match."""
-        choices = [self._choice(choice, call) for choice in completion.choices]
+    def check(self, completion: ChatCompletion, spec: ModelSpec) -> ParsedChatCompletion[Any]:
+        """*completion* (from *spec*) with ``parsed`` filled in; raises if it does not match."""
+        choices = [self._choice(choice, spec) for choice in completion.choices]
         data = {**_fields(completion), "choices": choices}
         parsed: ParsedChatCompletion[Any] = ParsedChatCompletion.model_construct(**data)
         return parsed
 
-    def _choice(self, choice: Choice, call: ProviderCall) -> ParsedChoice[Any]:
+    def _choice(self, choice: Choice, spec: ModelSpec) -> ParsedChoice[Any]:
         message = choice.message
-        where: dict[str, Any] = {"provider": call.model.provider, "model": call.model.model}
+        where: dict[str, Any] = {"provider": spec.provider, "model": spec.model}
         if choice.finish_reason == "content_filter":
             raise ContentFilteredError("the content filter stopped the answer", **where)
         parsed: object = None
         if self.model is not None and not message.refusal and not message.tool_calls:
-            parsed = self._content(message.content, choice.finish_reason, where)
+            parsed = self.parse_content(message.content, choice.finish_reason, where)
         tool_calls = None
         if message.tool_calls:
             tool_calls = [self._tool_call(tc, where) for tc in message.tool_calls]
@@ -148,7 +149,8 @@ class OutputSpec:
         )
         return ParsedChoice[Any].model_construct(**{**_fields(choice), "message": parsed_message})
 
-    def _content(self, content: str | None, finish_reason: str | None, where: Any) -> object:
+    def parse_content(self, content: str | None, finish_reason: str | None, where: Any) -> object:
+        """The content as an instance of ``model``; raises :class:`StructuredOutputError`."""
         assert self.model is not None
         name = self.model.__name__
         if not content:
@@ -246,7 +248,7 @@ class CheckedProvider:
     """
 
     def __init__(
-        self, inner: Provider, check: Callable[[ChatCompletion, ProviderCall], ChatCompletion]
+        self, inner: Provider, check: Callable[[ChatCompletion, ModelSpec], ChatCompletion]
     ) -> None:
         self._inner = inner
         self._check = check
@@ -267,7 +269,7 @@ class CheckedProvider:
         return getattr(self._inner, name)
 
     async def complete(self, call: ProviderCall) -> ChatCompletion:
-        return self._check(await self._inner.complete(call), call)
+        return self._check(await self._inner.complete(call), call.model)
 
     def stream(self, call: ProviderCall) -> AsyncIterator[ChatCompletionChunk]:
         return self._inner.stream(call)

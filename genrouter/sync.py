@@ -28,6 +28,7 @@ from genrouter.types import ChatCompletion, RouteDecision
 
 if TYPE_CHECKING:
     from genrouter.structured import ParsedChatCompletion
+    from genrouter.structured_stream import ChatCompletionStreamManager
 
 __all__ = ["Client"]
 
@@ -253,3 +254,41 @@ class Completions:
             **params,
         )
         return result
+
+    @overload
+    def stream(
+        self,
+        *,
+        model: str = ...,
+        messages: MessageInput,
+        response_format: type[ModelT],
+        **params: Any,
+    ) -> ChatCompletionStreamManager[ModelT]: ...
+
+    @overload
+    def stream(
+        self,
+        *,
+        model: str = ...,
+        messages: MessageInput,
+        response_format: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> ChatCompletionStreamManager[None]: ...
+
+    def stream(
+        self,
+        *,
+        model: str = "auto",
+        messages: MessageInput,
+        response_format: type[BaseModel] | Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> ChatCompletionStreamManager[Any]:
+        """A streamed ``parse()`` as events (``with ... as stream: for event in stream``); see
+        :meth:`genrouter.client.AsyncCompletions.stream`."""
+        from genrouter.structured_stream import ChatCompletionStreamManager
+
+        client = self._client
+        manager = client._async.chat.completions.stream(
+            model=model, messages=list(messages), response_format=response_format, **params
+        )
+        return ChatCompletionStreamManager(manager, client._portal)
