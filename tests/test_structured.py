@@ -255,3 +255,15 @@ async def test_route_dry_run_accepts_a_model_class(server: FakeLLMServer) -> Non
     excluded = {c.model: c.excluded_because for c in decision.candidates}
     assert excluded["dashscope/qwen-max"] == "needs JSON-schema output; model lacks it"
     assert server.requests == []
+
+
+def test_structured_output_error_moves_on_without_retrying() -> None:
+    from genrouter.config import RetryConfig
+    from genrouter.errors import ResponseFormatError
+    from genrouter.routing.policy import Action, classify
+
+    error = StructuredOutputError("bad", provider="openai", model="gpt-4o-mini")
+    assert isinstance(error, ResponseFormatError)
+    assert classify(error, RetryConfig()) is Action.NEXT
+    # A malformed body (not a schema mismatch) is still retried as before.
+    assert classify(ResponseFormatError("bad json"), RetryConfig()) is Action.RETRY
