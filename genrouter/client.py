@@ -30,7 +30,7 @@ from genrouter.routing.health import Health
 from genrouter.routing.hooks import AsyncHooks, Telemetry
 from genrouter.routing.planner import DEFAULT_KEY_ENV, Plan, Planner, refuse_empty
 from genrouter.streaming import AsyncChatStream
-from genrouter.structured import is_model_class, response_format_param
+from genrouter.structured import SchemaCache, is_model_class, response_format_param
 from genrouter.types import ChatCompletion, RouteDecision
 
 if TYPE_CHECKING:
@@ -101,6 +101,7 @@ class AsyncClient:
                     location=f"providers.{name}",
                 )
         self._tokens: TokenCounter | None = token_counter
+        self._schemas: SchemaCache = {}  # strict JSON schemas of response_format classes
         self._clock = clock
         self._closed = False
         self._localities: dict[str, tuple[bool, bool]] = {}
@@ -258,7 +259,9 @@ class AsyncClient:
     def route(self, *, model: str = "auto", messages: MessageInput, **params: Any) -> RouteDecision:
         """Dry run: the routing decision for this request, without calling any model."""
         if is_model_class(params.get("response_format")):
-            params["response_format"] = response_format_param(params["response_format"])
+            params["response_format"] = response_format_param(
+                params["response_format"], self._schemas
+            )
         _, plan = self._plan({"model": model, "messages": messages, **params})
         return plan.decision
 
@@ -393,7 +396,9 @@ class AsyncCompletions:
             if not stream:
                 parsed: ChatCompletion = await self.parse(model=model, messages=messages, **params)
                 return parsed
-            params["response_format"] = response_format_param(params["response_format"])
+            params["response_format"] = response_format_param(
+                params["response_format"], self._client._schemas
+            )
         call: dict[str, Any] = {"model": model, "messages": messages, "stream": stream, **params}
         if stream:
             return await self._client._stream(call)
@@ -447,7 +452,7 @@ class AsyncCompletions:
                 param="stream",
             )
         params.pop("stream", None)
-        output = output_spec(response_format, params.get("tools"))
+        output = output_spec(response_format, params.get("tools"), self._client._schemas)
         call: dict[str, Any] = {"model": model, "messages": messages, **params}
         if output.wire_format is not None:
             call["response_format"] = dict(output.wire_format)
@@ -494,7 +499,7 @@ class AsyncCompletions:
         from genrouter.structured_stream import AsyncChatCompletionStreamManager
 
         params.pop("stream", None)
-        output = output_spec(response_format, params.get("tools"))
+        output = output_spec(response_format, params.get("tools"), self._client._schemas)
         call: dict[str, Any] = {"model": model, "messages": messages, "stream": True, **params}
         if output.wire_format is not None:
             call["response_format"] = dict(output.wire_format)

@@ -54,6 +54,7 @@ __all__ = [
     "ParsedChoice",
     "ParsedFunction",
     "ParsedFunctionToolCall",
+    "SchemaCache",
     "is_model_class",
     "output_spec",
     "response_format_param",
@@ -108,13 +109,28 @@ def _strict_schema(model: type[BaseModel], name: str) -> dict[str, Any]:
     return dict(parameters or {})
 
 
-def response_format_param(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAI's strict ``json_schema`` response format for *model* (as openai-python builds it)."""
+SchemaCache = dict[type[BaseModel], dict[str, Any]]
+
+
+def response_format_param(
+    model: type[BaseModel], cache: SchemaCache | None = None
+) -> dict[str, Any]:
+    """OpenAI's strict ``json_schema`` response format for *model* (as openai-python builds it).
+
+    Building the schema costs milliseconds; a client passes its own *cache* (state lives on
+    the client), and the result is shared, so callers copy before changing it.
+    """
+    known = cache.get(model) if cache is not None else None
+    if known is not None:
+        return dict(known)
     name = model.__name__
-    return {
+    param = {
         "type": "json_schema",
         "json_schema": {"schema": _strict_schema(model, name), "name": name, "strict": True},
     }
+    if cache is not None:
+        cache[model] = param
+    return dict(param)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,14 +240,16 @@ def _tool_models(tools: object) -> dict[str, type[BaseModel] | None]:
     return found
 
 
-def output_spec(response_format: object, tools: object = None) -> OutputSpec:
+def output_spec(
+    response_format: object, tools: object = None, cache: SchemaCache | None = None
+) -> OutputSpec:
     """Validate ``parse()``'s *response_format* (a model class, a format dict or ``None``)."""
     if response_format is None:
         return OutputSpec(None, None, _tool_models(tools))
     if is_model_class(response_format):
         assert isinstance(response_format, type)
         return OutputSpec(
-            response_format, response_format_param(response_format), _tool_models(tools)
+            response_format, response_format_param(response_format, cache), _tool_models(tools)
         )
     if isinstance(response_format, Mapping):
         return OutputSpec(None, response_format, _tool_models(tools))

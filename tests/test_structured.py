@@ -267,3 +267,13 @@ def test_structured_output_error_moves_on_without_retrying() -> None:
     assert classify(error, RetryConfig()) is Action.NEXT
     # A malformed body (not a schema mismatch) is still retried as before.
     assert classify(ResponseFormatError("bad json"), RetryConfig()) is Action.RETRY
+
+
+def test_schema_cache_is_per_call_site_and_copies() -> None:
+    cache: dict[type[BaseModel], dict[str, Any]] = {}
+    first = response_format_param(Weather, cache)
+    first["type"] = "changed by the caller"
+    second = response_format_param(Weather, cache)
+    assert second == response_format_param(Weather) and list(cache) == [Weather]
+    assert second["json_schema"] is cache[Weather]["json_schema"]  # built once
+    assert AsyncClient({}, env={})._schemas is not AsyncClient({}, env={})._schemas
