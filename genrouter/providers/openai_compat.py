@@ -208,7 +208,8 @@ class OpenAICompatibleProvider:
                     data.pop(field, None)
                 # A tool-call turn has no content. llama.cpp's server wants a string there
                 # (null fails its validation, a missing key its chat formats) and DashScope
-                # wants the key (agentscope-java#1270); OpenAI takes "" as well as null.
+                # wants the key (agentscope-java#1270). OpenAI documents null; "" is what other
+                # SDKs send there (unverified against the live API: no key here).
                 if data.get("content") is None:
                     data["content"] = ""
             messages.append(data)
