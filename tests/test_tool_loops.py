@@ -86,10 +86,13 @@ def script(server: FakeLLMServer, wire_model: str) -> None:
     server.enqueue(Reply.text("Sunny in Paris at noon."), model=wire_model)
 
 
-def check_second_request(server: FakeLLMServer, first_ids: list[str]) -> None:
+def check_second_request(server: FakeLLMServer, first_ids: list[str], kind: str) -> None:
     sent = server.requests[1].body["messages"]
     assistant, *results = sent[1:]
     assert assistant["role"] == "assistant"
+    # The content key is always there: null for OpenAI, "" elsewhere (DashScope and
+    # llama.cpp's server refuse a tool-call turn without it, llama.cpp also a null).
+    assert assistant["content"] == (None if kind == "openai" else "")
     assert [c["id"] for c in assistant["tool_calls"]] == first_ids
     assert [c["function"]["name"] for c in assistant["tool_calls"]] == ["get_weather", "get_time"]
     assert results == [
@@ -144,7 +147,7 @@ async def test_tool_loop(server: FakeLLMServer, kind: str, stream: bool) -> None
     assert server.requests[0].path.endswith(
         "/compatible-mode/v1/chat/completions" if kind == "dashscope" else "/v1/chat/completions"
     )
-    check_second_request(server, ["call_0", "call_1"])
+    check_second_request(server, ["call_0", "call_1"], kind)
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -185,4 +188,4 @@ def test_sync_tool_loop(server: FakeLLMServer) -> None:
         ]
         final = client.chat.completions.create(model="default", messages=messages, tools=TOOLS)
     assert final.choices[0].message.content == "Sunny in Paris at noon."
-    check_second_request(server, ["call_0", "call_1"])
+    check_second_request(server, ["call_0", "call_1"], "openai")

@@ -26,6 +26,7 @@ class OpenAIProvider(OpenAICompatibleProvider):
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     default_key_env: ClassVar[str | None] = "OPENAI_API_KEY"
     key_required: ClassVar[bool] = True
+    empty_assistant_content: ClassVar[str | None] = None  # OpenAI's own shape: null
 
     def request_headers(self, key: str | None) -> dict[str, str]:
         """Bearer auth, organization and project headers, then the configured headers."""

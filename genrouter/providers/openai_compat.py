@@ -15,6 +15,8 @@ Subclasses adapt it to a vendor by overriding these class attributes and hooks:
 ``key_required``
     Whether a call without a key fails with :class:`AuthenticationError` before sending
     (a local compatible server often needs no key).
+``empty_assistant_content``
+    What an assistant turn without content (a tool-call turn) sends as ``content``.
 ``kept_assistant_fields``
     Assistant message fields the vendor understands (``{"partial"}`` for DashScope); others
     of genrouter's own (``partial``, ``reasoning_content``) are dropped before sending.
@@ -88,6 +90,10 @@ class OpenAICompatibleProvider:
     default_key_env: ClassVar[str | None] = None
     key_required: ClassVar[bool] = False
     kept_assistant_fields: ClassVar[frozenset[str]] = frozenset()
+    # A tool-call turn has no content. llama.cpp's server wants a string there (null fails its
+    # validation, a missing key its chat formats) and DashScope wants the key
+    # (agentscope-java#1270); OpenAI documents null.
+    empty_assistant_content: ClassVar[str | None] = ""
 
     def __init__(
         self,
@@ -206,12 +212,8 @@ class OpenAICompatibleProvider:
             elif role == "assistant":
                 for field in dropped:
                     data.pop(field, None)
-                # A tool-call turn has no content. llama.cpp's server wants a string there
-                # (null fails its validation, a missing key its chat formats) and DashScope
-                # wants the key (agentscope-java#1270). OpenAI documents null; "" is what other
-                # SDKs send there (unverified against the live API: no key here).
                 if data.get("content") is None:
-                    data["content"] = ""
+                    data["content"] = self.empty_assistant_content
             messages.append(data)
         return messages
 
