@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         ResponseFormatError,
         ServerError,
         StreamInterruptedError,
+        StructuredOutputError,
         UnsupportedInputError,
     )
     from genrouter.providers.base import Provider, ProviderCall
@@ -114,6 +115,7 @@ _EXPORTS: dict[str, str] = {
             "ResponseFormatError",
             "ServerError",
             "StreamInterruptedError",
+            "StructuredOutputError",
             "UnsupportedInputError",
         )
     },
@@ -166,6 +168,7 @@ __all__ = [
     "RouteInfo",
     "ServerError",
     "StreamInterruptedError",
+    "StructuredOutputError",
     "UnsupportedInputError",
     "Usage",
     "__version__",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel
@@ -34,17 +34,21 @@ from genrouter.routing.health import Health
 from genrouter.routing.hooks import AsyncHooks, Telemetry
 from genrouter.routing.planner import DEFAULT_KEY_ENV, Plan, Planner, refuse_empty
 from genrouter.streaming import AsyncChatStream
+from genrouter.structured import SchemaCache, is_model_class, response_format_param
 from genrouter.types import ChatCompletion, RouteDecision
 
 if TYPE_CHECKING:
     import httpx2
 
     from genrouter.refresh import RefreshReport
+    from genrouter.structured import OutputSpec, ParsedChatCompletion
+    from genrouter.structured_stream import AsyncChatCompletionStreamManager
     from genrouter.tokens import TokenCounter
 
 __all__ = ["AsyncClient", "AsyncHooks", "ModelStatus"]
 
 MessageInput = Iterable[Mapping[str, Any] | BaseModel]
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -110,6 +114,7 @@ class AsyncClient:
                     location=f"providers.{name}",
                 )
         self._tokens: TokenCounter | None = token_counter
+        self._schemas: SchemaCache = {}  # strict JSON schemas of response_format classes
         self._clock = clock
         self._closed = False
         self._localities: dict[str, tuple[bool, bool]] = {}
@@ -353,6 +358,10 @@ class AsyncClient:
 
     def route(self, *, model: str = "auto", messages: MessageInput, **params: Any) -> RouteDecision:
         """Dry run: the routing decision for this request, without calling any model."""
+        if is_model_class(params.get("response_format")):
+            params["response_format"] = response_format_param(
+                params["response_format"], self._schemas
+            )
         _, plan = self._plan({"model": model, "messages": messages, **params})
         return plan.decision
 
@@ -437,6 +446,17 @@ class AsyncClient:
             found.extend(secret_header_values(config.headers, self._env))
         return found
 
+    async def _parse(self, params: Mapping[str, Any], output: OutputSpec) -> ChatCompletion:
+        """A complete call whose every attempt must pass *output*'s check (else: next one)."""
+        try:
+            request, plan = await self._plan_off_loop(params)
+            execution = self._execution(request, plan)
+            execution.env = output.checking(execution.env)
+            return await execution.complete()
+        except GenRouterError as exc:
+            scrub_chain(exc, self._known_secrets())
+            raise
+
 
 class AsyncChat:
     """``client.chat``: holds ``completions``."""
@@ -499,10 +519,122 @@ class AsyncCompletions:
         With ``stream=True`` it returns an :class:`AsyncChatStream` once the first content has
         arrived; failures before that point fail over invisibly.
         """
+        if is_model_class(params.get("response_format")):  # response_format=MyModel
+            if not stream:
+                parsed: ChatCompletion = await self.parse(model=model, messages=messages, **params)
+                return parsed
+            params["response_format"] = response_format_param(
+                params["response_format"], self._client._schemas
+            )
         call: dict[str, Any] = {"model": model, "messages": messages, "stream": stream, **params}
         if stream:
             return await self._client._stream(call)
         return await self._client._complete(call)
+
+    @overload
+    async def parse(
+        self,
+        *,
+        model: str = ...,
+        messages: MessageInput,
+        response_format: type[ModelT],
+        **params: Any,
+    ) -> ParsedChatCompletion[ModelT]: ...
+
+    @overload
+    async def parse(
+        self,
+        *,
+        model: str = ...,
+        messages: MessageInput,
+        response_format: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> ParsedChatCompletion[None]: ...
+
+    async def parse(
+        self,
+        *,
+        model: str = "auto",
+        messages: MessageInput,
+        response_format: type[BaseModel] | Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> ParsedChatCompletion[Any]:
+        """openai-python's ``parse()``: the answer as an instance of *response_format*.
+
+        *response_format* is a pydantic model class (sent as OpenAI's strict ``json_schema``,
+        a grammar for local models); ``message.parsed`` holds the instance, or ``None`` with
+        ``message.refusal`` set when the model refused. Tools made with
+        ``openai.pydantic_function_tool`` (or ``strict`` ones) get
+        ``tool_calls[i].function.parsed_arguments``. An answer that does not validate raises
+        :class:`~genrouter.errors.StructuredOutputError` inside the attempt, so the route's
+        next candidate is tried; when all fail, :class:`AllCandidatesFailedError` holds them.
+        """
+        from genrouter.errors import InvalidRequestError
+        from genrouter.structured import ParsedChatCompletion, output_spec
+
+        if params.get("stream"):
+            raise InvalidRequestError(
+                "parse() returns a whole answer; for a stream use create(stream=True, "
+                "response_format=Model) and validate the final completion",
+                param="stream",
+            )
+        params.pop("stream", None)
+        output = output_spec(response_format, params.get("tools"), self._client._schemas)
+        call: dict[str, Any] = {"model": model, "messages": messages, **params}
+        if output.wire_format is not None:
+            call["response_format"] = dict(output.wire_format)
+        result = await self._client._parse(call, output)
+        assert isinstance(result, ParsedChatCompletion)  # what output.check returns
+        return result
+
+    @overload
+    def stream(
+        self,
+        *,
+        model: str = ...,
+        messages: MessageInput,
+        response_format: type[ModelT],
+        **params: Any,
+    ) -> AsyncChatCompletionStreamManager[ModelT]: ...
+
+    @overload
+    def stream(
+        self,
+        *,
+        model: str = ...,
+        messages: MessageInput,
+        response_format: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> AsyncChatCompletionStreamManager[None]: ...
+
+    def stream(
+        self,
+        *,
+        model: str = "auto",
+        messages: MessageInput,
+        response_format: type[BaseModel] | Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> AsyncChatCompletionStreamManager[Any]:
+        """openai-python's ``chat.completions.stream()``: a streamed ``parse()`` as events.
+
+        ``async with client.chat.completions.stream(...) as stream: async for event in
+        stream: ...`` then ``await stream.get_final_completion()`` (a
+        :class:`~genrouter.structured.ParsedChatCompletion`); see
+        :mod:`genrouter.structured_stream` for the events.
+        """
+        from genrouter.structured import output_spec
+        from genrouter.structured_stream import AsyncChatCompletionStreamManager
+
+        params.pop("stream", None)
+        output = output_spec(response_format, params.get("tools"), self._client._schemas)
+        call: dict[str, Any] = {"model": model, "messages": messages, "stream": True, **params}
+        if output.wire_format is not None:
+            call["response_format"] = dict(output.wire_format)
+
+        async def open_stream() -> AsyncChatStream:
+            return await self._client._stream(call)
+
+        return AsyncChatCompletionStreamManager(open_stream, output, self._client.model_spec)
 
 
 def _has_media(messages: object) -> bool:

@@ -24,6 +24,7 @@
     │   ├── ProviderConnectionError       refused, DNS, unreachable: the network may be down
     │   ├── ServerError                   5xx / service unavailable
     │   ├── ResponseFormatError           malformed JSON or SSE from the provider
+    │   │   └── StructuredOutputError     the answer does not match the requested schema
     │   └── LocalModelError               a local model could not load or run
     │       ├── ModelFileError            missing, unreadable or not a GGUF file
     │       └── InsufficientMemoryError   not enough memory to load the model
@@ -83,6 +84,7 @@ __all__ = [
     "ResponseFormatError",
     "ServerError",
     "StreamInterruptedError",
+    "StructuredOutputError",
     "UnsupportedInputError",
     "redact",
 ]
@@ -377,6 +379,20 @@ class ServerError(ProviderError):
 
 class ResponseFormatError(ProviderError):
     """The provider answered with something that is not valid JSON or SSE."""
+
+
+class StructuredOutputError(ResponseFormatError):
+    """The answer is not what ``response_format`` (or a strict tool) asked for.
+
+    Raised by ``parse()`` (and ``create(response_format=MyModel)``) when the content does not
+    validate against the model class, is cut off by ``max_tokens``, or a strict tool call's
+    arguments are not valid JSON. Routing moves on to the next candidate; ``content`` is the
+    text that failed (as the provider sent it).
+    """
+
+    def __init__(self, message: str, *, content: str | None = None, **where: Any) -> None:
+        self.content = content
+        super().__init__(message, **where)
 
 
 class LocalModelError(ProviderError):

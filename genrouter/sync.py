@@ -39,9 +39,14 @@ if TYPE_CHECKING:
     from genrouter.routing.health import Health
     from genrouter.tokens import TokenCounter
 
+if TYPE_CHECKING:
+    from genrouter.structured import ParsedChatCompletion
+    from genrouter.structured_stream import ChatCompletionStreamManager
+
 __all__ = ["Client"]
 
 T = TypeVar("T")
+ModelT = TypeVar("ModelT", bound=BaseModel)
 MessageInput = Iterable[Mapping[str, Any] | BaseModel]
 
 
@@ -267,3 +272,81 @@ class Completions:
         if isinstance(result, AsyncChatStream):
             return ChatStream(result, client._portal)
         return result
+
+    @overload
+    def parse(
+        self,
+        *,
+        model: str = ...,
+        messages: MessageInput,
+        response_format: type[ModelT],
+        **params: Any,
+    ) -> ParsedChatCompletion[ModelT]: ...
+
+    @overload
+    def parse(
+        self,
+        *,
+        model: str = ...,
+        messages: MessageInput,
+        response_format: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> ParsedChatCompletion[None]: ...
+
+    def parse(
+        self,
+        *,
+        model: str = "auto",
+        messages: MessageInput,
+        response_format: type[BaseModel] | Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> ParsedChatCompletion[Any]:
+        """The answer parsed into *response_format*; see
+        :meth:`genrouter.client.AsyncCompletions.parse`."""
+        client = self._client
+        result: ParsedChatCompletion[Any] = client._portal.call(
+            client._async.chat.completions.parse,
+            model=model,
+            messages=list(messages),
+            response_format=response_format,
+            **params,
+        )
+        return result
+
+    @overload
+    def stream(
+        self,
+        *,
+        model: str = ...,
+        messages: MessageInput,
+        response_format: type[ModelT],
+        **params: Any,
+    ) -> ChatCompletionStreamManager[ModelT]: ...
+
+    @overload
+    def stream(
+        self,
+        *,
+        model: str = ...,
+        messages: MessageInput,
+        response_format: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> ChatCompletionStreamManager[None]: ...
+
+    def stream(
+        self,
+        *,
+        model: str = "auto",
+        messages: MessageInput,
+        response_format: type[BaseModel] | Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> ChatCompletionStreamManager[Any]:
+        """A streamed ``parse()`` as events (``with ... as stream: for event in stream``); see
+        :meth:`genrouter.client.AsyncCompletions.stream`."""
+        from genrouter.structured_stream import ChatCompletionStreamManager
+
+        client = self._client
+        manager = client._async.chat.completions.stream(
+            model=model, messages=list(messages), response_format=response_format, **params
+        )
+        return ChatCompletionStreamManager(manager, client._portal)

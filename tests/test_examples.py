@@ -21,6 +21,12 @@ EXPECTED = {
         "data:image/png;base64,",
     ],
     "quickstart.py": ["answered by local/"],
+    "structured_output.py": [
+        "openai/gpt-4o-mini: error StructuredOutputError",
+        "parsed: Weather(city='Paris', temp_c=21)",
+        "tool call: GetWeather GetWeather(city='Paris')",
+        "answer: It is 21C and sunny in Paris.",
+    ],
 }
 
 

@@ -54,6 +54,7 @@ EXPECTED_ALL = {
     "RouteInfo",
     "ServerError",
     "StreamInterruptedError",
+    "StructuredOutputError",
     "UnsupportedInputError",
     "Usage",
     "__version__",

@@ -43,6 +43,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import to_json
 
 from genrouter.errors import (
     AuthenticationError,
@@ -377,6 +378,7 @@ class DashScopeProvider(OpenAICompatibleProvider):
         body.update(options.wire())
         if call.request.extra_body:
             body.update(call.request.extra_body)  # the caller's last word, as in the base
+        _ensure_json_keyword(body)
         return body
 
     def resolve_media(self, messages: list[dict[str, Any]]) -> None:
@@ -432,6 +434,32 @@ class DashScopeProvider(OpenAICompatibleProvider):
             base_url=self._base_url,
             secrets=self._secrets(),
         )
+
+
+# DashScope answers a json_object request whose messages never say "JSON" with a 400 ("'messages'
+# must contain the word 'json' in some form"); json_schema needs no keyword. Seen in Model
+# Studio's "Structured output" page, https://www.alibabacloud.com/help/en/model-studio/
+# qwen-structured-output (last updated 2026-02-18, read 2026-12-01).
+_JSON_HINT: Final = "Answer in JSON."
+
+
+def _ensure_json_keyword(body: dict[str, Any]) -> None:
+    """Add a one-line system hint to a ``json_object`` request that never mentions JSON."""
+    fmt = body.get("response_format")
+    messages = body.get("messages")
+    if not isinstance(fmt, Mapping) or fmt.get("type") != "json_object":
+        return
+    if not isinstance(messages, list) or "json" in to_json(messages).decode().lower():
+        return
+    first = messages[0] if messages else None
+    if (
+        isinstance(first, dict)
+        and first.get("role") == "system"
+        and isinstance(first.get("content"), str)
+    ):
+        messages[0] = {**first, "content": f"{first['content']}\n\n{_JSON_HINT}"}
+        return
+    body["messages"] = [{"role": "system", "content": _JSON_HINT}, *messages]
 
 
 def _resolve(source: str) -> str:

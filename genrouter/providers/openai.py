@@ -28,6 +28,7 @@ class OpenAIProvider(OpenAICompatibleProvider):
     default_key_env: ClassVar[str | None] = "OPENAI_API_KEY"
     key_required: ClassVar[bool] = True
     error_dialect: ClassVar[ErrorDialect] = OPENAI_DIALECT
+    empty_assistant_content: ClassVar[str | None] = None  # OpenAI's own shape: null
 
     def request_headers(self, key: str | None) -> dict[str, str]:
         """Bearer auth, organization and project headers, then the configured headers."""

@@ -15,6 +15,8 @@ Subclasses adapt it to a vendor by overriding these class attributes and hooks:
 ``key_required``
     Whether a call without a key fails with :class:`AuthenticationError` before sending
     (a local compatible server often needs no key).
+``empty_assistant_content``
+    What an assistant turn without content (a tool-call turn) sends as ``content``.
 ``kept_assistant_fields``
     Assistant message fields the vendor understands (``{"partial"}`` for DashScope); others
     of genrouter's own (``partial``, ``reasoning_content``) are dropped before sending.
@@ -95,6 +97,10 @@ class OpenAICompatibleProvider:
     kept_assistant_fields: ClassVar[frozenset[str]] = frozenset()
     #: The table that turns this wire's error bodies into typed errors.
     error_dialect: ClassVar[ErrorDialect] = VLLM_DIALECT
+    # A tool-call turn has no content. llama.cpp's server wants a string there (null fails its
+    # validation, a missing key its chat formats) and DashScope wants the key
+    # (agentscope-java#1270); OpenAI documents null.
+    empty_assistant_content: ClassVar[str | None] = ""
 
     def __init__(
         self,
@@ -228,6 +234,8 @@ class OpenAICompatibleProvider:
             elif role == "assistant":
                 for field in dropped:
                     data.pop(field, None)
+                if data.get("content") is None:
+                    data["content"] = self.empty_assistant_content
             messages.append(data)
         return messages
 

@@ -27,6 +27,7 @@ from genrouter.errors import (
     RateLimitError,
     ResponseFormatError,
     ServerError,
+    StructuredOutputError,
     UnsupportedInputError,
 )
 from genrouter.request import ChatRequest, Needs
@@ -52,6 +53,7 @@ _MOVE_ON = (
     BadRequestError,
     UnsupportedInputError,
     LocalModelError,
+    StructuredOutputError,  # the same prompt to the same model tends to repeat the mistake
 )
 
 

@@ -48,7 +48,9 @@ class Reply:
       pieces, then end the stream without ``[DONE]``.
     - ``usage``: the usage object to report (default: simple word counts).
     - ``finish_reason``: default ``"stop"`` (``"tool_calls"`` with tool calls).
-    - ``tool_calls``: OpenAI tool call objects to return.
+    - ``tool_calls``: OpenAI tool call objects to return. Streamed as OpenAI streams them:
+      one chunk with the call's ``id`` and ``name``, then its ``arguments`` in pieces.
+    - ``refusal``: a refusal message (``message.refusal``; streamed as ``delta.refusal``).
     """
 
     content: str | None = None
@@ -67,6 +69,7 @@ class Reply:
     usage: dict[str, Any] | None = None
     finish_reason: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
+    refusal: str | None = None
 
     @classmethod
     def text(cls, text: str, **fields: Any) -> Reply:
@@ -101,13 +104,34 @@ class Reply:
         call = {"id": id, "type": "function", "function": {"name": name, "arguments": args}}
         return cls(tool_calls=[call], **fields)
 
+    @classmethod
+    def tool_calls_to(cls, *calls: tuple[str, str | dict[str, Any]], **fields: Any) -> Reply:
+        """An answer that calls several functions at once (parallel tool calls), in order;
+        ids are ``call_0``, ``call_1``…"""
+        made = [
+            {
+                "id": f"call_{i}",
+                "type": "function",
+                "function": {
+                    "name": name,
+                    "arguments": args if isinstance(args, str) else json.dumps(args),
+                },
+            }
+            for i, (name, args) in enumerate(calls)
+        ]
+        return cls(tool_calls=made, **fields)
+
     def pieces(self, fallback: str) -> list[str]:
         """The content pieces to stream, falling back to *fallback* split at words."""
         if self.chunks is not None:
             return list(self.chunks)
-        if self.tool_calls and self.content is None:
+        if (self.tool_calls or self.refusal) and self.content is None:
             return []
         return split_text(self.content if self.content is not None else fallback)
+
+
+def _argument_pieces(arguments: str, size: int = 8) -> list[str]:
+    return [arguments[i : i + size] for i in range(0, len(arguments), size)]
 
 
 def split_text(text: str) -> list[str]:
@@ -158,6 +182,8 @@ def completion_payload(
         message["reasoning_content"] = reply.reasoning
     if reply.tool_calls:
         message["tool_calls"] = reply.tool_calls
+    if reply.refusal is not None:
+        message["refusal"] = reply.refusal
     reasoning_count = len(split_text(reply.reasoning)) if reply.reasoning else 0
     return {
         "id": ident,
@@ -199,9 +225,14 @@ def stream_payloads(
     texts = [chunk({"reasoning_content": p}) for p in reasoning]
     texts += [chunk({"content": p}) for p in pieces]
     closing: list[dict[str, Any]] = []
-    if reply.tool_calls:
-        calls = [{"index": i, **call} for i, call in enumerate(reply.tool_calls)]
-        closing.append(chunk({"tool_calls": calls}))
+    if reply.refusal is not None:
+        closing.append(chunk({"refusal": reply.refusal}))
+    for i, call in enumerate(reply.tool_calls or ()):
+        function = call.get("function", {})
+        head = {**call, "index": i, "function": {**function, "arguments": ""}}
+        closing.append(chunk({"tool_calls": [head]}))
+        for piece in _argument_pieces(str(function.get("arguments", ""))):
+            closing.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
     closing.append(chunk({}, _finish_reason(reply)))
     if include_usage:
         usage_chunk = chunk({})

@@ -17,6 +17,8 @@ call's :class:`~genrouter.catalog.ModelSpec` (``path`` or ``package``, ``n_ctx``
   ``reasoning_content``, in complete answers and streams.
 * ``provider_options={"local": {...}}`` takes ``min_p``, ``top_k``, ``repeat_penalty`` and a
   GBNF ``grammar``; ``response_format`` (``json_object`` / ``json_schema``) becomes a grammar.
+* ``tools`` work through a call format taught in the prompt; a forced ``tool_choice`` turns it
+  into a grammar, so the answer is a valid call (see :mod:`genrouter.providers.local._tools`).
 
 Nothing here imports llama_cpp until a model loads.
 """
@@ -49,15 +51,20 @@ from genrouter.providers.local._runtime import (
     ProgressCallback,
     Started,
 )
+from genrouter.providers.local._tools import ToolPlan, parse_calls, plan_tools
 from genrouter.reasoning import ThinkSplitter
 from genrouter.types import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionMessage,
+    ChatCompletionMessageToolCall,
     Choice,
     ChoiceDelta,
+    ChoiceDeltaFunctionCall,
+    ChoiceDeltaToolCall,
     ChunkChoice,
     CompletionTokensDetails,
+    Function,
     Usage,
 )
 
@@ -133,19 +140,24 @@ class LocalProvider:
         if model is not None:
             await model.unload()
 
-    def _job(self, call: ProviderCall) -> GenerationJob:
+    def _job(self, call: ProviderCall) -> tuple[GenerationJob, ToolPlan | None]:
         request, spec = call.request, call.model
         options = parse_local_options(request)
-        return GenerationJob(
-            plan=plan_prompt(request, spec),
+        tools = plan_tools(request)
+        grammar = grammar_spec(request, options)
+        if tools is not None and tools.grammar is not None:
+            grammar = tools.grammar  # a forced call: the call format, whatever else was asked
+        job = GenerationJob(
+            plan=plan_prompt(request, spec, tools.instructions if tools else None),
             sampling=sampling_arguments(request, spec, options, call.dropped_params),
-            grammar=grammar_spec(request, options),
+            grammar=grammar,
         )
+        return job, tools
 
     async def stream(self, call: ProviderCall) -> AsyncGenerator[ChatCompletionChunk, None]:
         """Answer *call* as chunks; the last one has ``choices=[]`` and the usage."""
-        job = self._job(call)
-        builder = _ChunkBuilder(call)
+        job, tools = self._job(call)
+        builder = _ChunkBuilder(call, tools)
         events = self._model(call.model).events(job)
         try:
             async for event in events:
@@ -166,6 +178,7 @@ class LocalProvider:
         """Answer *call* in one piece (the stream, gathered)."""
         content: list[str] = []
         reasoning: list[str] = []
+        tool_calls: list[ChatCompletionMessageToolCall] = []
         finish_reason: str | None = None
         usage: Usage | None = None
         ident = ""
@@ -181,12 +194,22 @@ class LocalProvider:
                         content.append(choice.delta.content)
                     if choice.delta.reasoning_content:
                         reasoning.append(choice.delta.reasoning_content)
+                    for made in choice.delta.tool_calls or ():
+                        # The builder sends each call whole, in one delta.
+                        assert made.id and made.function and made.function.name
+                        function = Function(
+                            name=made.function.name, arguments=made.function.arguments or ""
+                        )
+                        tool_calls.append(
+                            ChatCompletionMessageToolCall(id=made.id, function=function)
+                        )
                     finish_reason = choice.finish_reason or finish_reason
         finally:
             await stream.aclose()
         message = ChatCompletionMessage(
-            content="".join(content),
+            content="".join(content) if content or not tool_calls else None,
             reasoning_content="".join(reasoning) or None,
+            tool_calls=tool_calls or None,
         )
         return ChatCompletion(
             id=ident,
@@ -206,8 +229,13 @@ class LocalProvider:
 class _ChunkBuilder:
     """Turns one generation's events into OpenAI-shaped chunks."""
 
-    def __init__(self, call: ProviderCall) -> None:
+    def __init__(self, call: ProviderCall, tools: ToolPlan | None = None) -> None:
         self._call = call
+        self._tools = tools
+        # With tools, text that may be a call is held back until it is known to be one or not:
+        # all of it when a call is forced, from a leading "[" or "{" otherwise.
+        self._held: list[str] | None = [] if tools is not None else None
+        self._holding = tools is not None and tools.forced
         self._spec = call.model
         self._id = f"chatcmpl-local-{uuid.uuid4().hex[:24]}"
         self._created = int(time.time())
@@ -250,19 +278,60 @@ class _ChunkBuilder:
             # "A: answer": the space belongs to the Q/A format, not to the answer.
             content = content.lstrip()
             self._strip_lead = not content
+        if content and self._held is not None:
+            content = self._hold(content)
         if not (reasoning or content):
             return None
         return self._chunk(content, reasoning)
 
+    def _hold(self, content: str) -> str:
+        """Content to send now; the rest is held as a possible tool call."""
+        assert self._held is not None
+        if not self._holding:
+            lead = "".join(self._held) + content
+            if not lead.strip():
+                self._held.append(content)
+                return ""
+            self._held = None
+            if lead.lstrip()[0] not in "[{":
+                return lead  # plain text: from now on, stream as usual
+            self._held = [lead]
+            self._holding = True
+            return ""
+        self._held.append(content)
+        return ""
+
+    def _tool_chunks(self, finish_reason: str) -> tuple[list[ChatCompletionChunk], str]:
+        """Held text as tool calls (finish reason ``tool_calls``), or as text if it is none."""
+        held, self._held = "".join(self._held or ()), None
+        calls = parse_calls(held, self._tools) if held and self._tools else None
+        if calls is None:
+            return ([self._chunk(held, None)] if held else []), finish_reason
+        deltas = [
+            ChoiceDeltaToolCall(
+                index=i,
+                id=c.id,
+                type="function",
+                function=ChoiceDeltaFunctionCall(name=c.name, arguments=c.arguments),
+            )
+            for i, c in enumerate(calls)
+        ]
+        chunk = self._chunk(None, None)
+        chunk.choices[0].delta.tool_calls = deltas
+        return [chunk], "tool_calls"
+
     def finish(self, event: Finished) -> list[ChatCompletionChunk]:
         chunks: list[ChatCompletionChunk] = []
+        finish_reason = event.finish_reason
+        if self._held is not None:
+            chunks, finish_reason = self._tool_chunks(finish_reason)
         details = None
         if self._splitter is not None:
             reasoning, content = self._splitter.finish()
             if reasoning or content:
                 chunks.append(self._chunk(content, reasoning))
             details = CompletionTokensDetails(reasoning_tokens=self._reasoning_tokens)
-        chunks.append(self._chunk(None, None, event.finish_reason))
+        chunks.append(self._chunk(None, None, finish_reason))
         usage = Usage(
             prompt_tokens=event.prompt_tokens,
             completion_tokens=event.completion_tokens,

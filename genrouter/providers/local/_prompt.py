@@ -8,6 +8,7 @@ output asks for. The worker renders chat templates and compiles grammars from th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -38,11 +39,13 @@ __all__ = [
     "build_qa_prompt",
     "build_turns",
     "caller_stops",
+    "calls_text",
     "choose_template",
     "grammar_spec",
     "parse_local_options",
     "plan_prompt",
     "sampling_arguments",
+    "tool_result_text",
 ]
 
 Role = Literal["system", "user", "assistant"]
@@ -55,7 +58,6 @@ QA_STOPS: tuple[str, ...] = ("\nQ:", "\n\n")
 _DROPPED_PARAMS: tuple[str, ...] = (
     "logprobs",
     "top_logprobs",
-    "parallel_tool_calls",
     "user",
     "reasoning_effort",
 )
@@ -106,12 +108,17 @@ def _user_text(message: UserMessage) -> str:
     return message_text(message.content)
 
 
-def build_turns(request: ChatRequest, spec: ModelSpec) -> tuple[list[Turn], str | None]:
+def build_turns(
+    request: ChatRequest, spec: ModelSpec, tool_text: str | None = None
+) -> tuple[list[Turn], str | None]:
     """The conversation as turns, and the text of a trailing partial assistant message.
 
     ``spec.system_prompt == "fold_into_user"`` (DeepSeek-R1: "avoid adding a system prompt;
     all instructions should be contained within the user prompt") moves system text to the
     start of the first user turn. Earlier reasoning is not sent back, as R1's guidance says.
+    *tool_text* (the tools and their call format) opens the system text. Earlier tool calls
+    are written in that format; tool results become user turns (consecutive ones merged), which
+    every chat template accepts.
     """
     turns: list[Turn] = []
     system_parts: list[str] = []
@@ -121,30 +128,68 @@ def build_turns(request: ChatRequest, spec: ModelSpec) -> tuple[list[Turn], str 
     if isinstance(last, AssistantMessage) and last.partial:
         partial = message_text(last.content)
         messages = messages[:-1]
+    if tool_text:
+        if spec.system_prompt == "fold_into_user":
+            system_parts.append(tool_text)
+        else:
+            turns.append(Turn("system", tool_text))
+    call_names: dict[str, str] = {}
     for message in messages:
         if isinstance(message, SystemMessage | DeveloperMessage):
             text = message_text(message.content)
             if spec.system_prompt == "fold_into_user":
                 system_parts.append(text)
+            elif tool_text and len(turns) == 1 and turns[0].role == "system":
+                turns[-1] = Turn("system", f"{turns[-1].text}\n\n{text}")
             else:
                 turns.append(Turn("system", text))
         elif isinstance(message, UserMessage):
             turns.append(Turn("user", _user_text(message)))
         elif isinstance(message, AssistantMessage):
-            if message.tool_calls:
-                raise UnsupportedInputError("local models here do not call tools", param="messages")
-            turns.append(Turn("assistant", message_text(message.content)))
+            call_names.update({c.id: c.function.name for c in message.tool_calls or ()})
+            turns.append(Turn("assistant", calls_text(message)))
         elif isinstance(message, ToolMessage):
-            raise UnsupportedInputError("local models here do not call tools", param="messages")
+            _add_tool_result(turns, tool_result_text(message, call_names))
     if system_parts:
-        folded = "\n\n".join(p for p in system_parts if p)
-        for i, turn in enumerate(turns):
-            if turn.role == "user":
-                turns[i] = Turn("user", f"{folded}\n\n{turn.text}" if folded else turn.text)
-                break
-        else:
-            turns.insert(0, Turn("user", folded))
+        _fold_system(turns, "\n\n".join(p for p in system_parts if p))
     return turns, partial
+
+
+def _add_tool_result(turns: list[Turn], text: str) -> None:
+    if turns and turns[-1].role == "user" and turns[-1].text.startswith("Result of "):
+        turns[-1] = Turn("user", f"{turns[-1].text}\n{text}")
+    else:
+        turns.append(Turn("user", text))
+
+
+def _fold_system(turns: list[Turn], folded: str) -> None:
+    for i, turn in enumerate(turns):
+        if turn.role == "user":
+            turns[i] = Turn("user", f"{folded}\n\n{turn.text}" if folded else turn.text)
+            return
+    turns.insert(0, Turn("user", folded))
+
+
+def calls_text(message: AssistantMessage) -> str:
+    """An earlier assistant turn, its tool calls in the call format the model was taught."""
+    if not message.tool_calls:
+        return message_text(message.content)
+    calls = []
+    for call in message.tool_calls or ():
+        try:
+            arguments: object = json.loads(call.function.arguments)
+        except ValueError:
+            arguments = call.function.arguments
+        calls.append({"name": call.function.name, "arguments": arguments})
+    text = message_text(message.content)
+    rendered = json.dumps(calls)
+    return f"{text}\n{rendered}" if text else rendered
+
+
+def tool_result_text(message: ToolMessage, names: Mapping[str, str]) -> str:
+    """A tool's result as the text of a user turn."""
+    name = names.get(message.tool_call_id, message.tool_call_id)
+    return f"Result of {name} (call {message.tool_call_id}): {message_text(message.content)}"
 
 
 def build_qa_prompt(turns: list[Turn], partial: str | None = None) -> str:
@@ -212,12 +257,10 @@ def sampling_arguments(
     """Keyword arguments for ``Llama.create_completion``: catalog defaults, then the caller's.
 
     Parameters a local model cannot honour are appended to *dropped*; ones that make no
-    sense here (several choices, tools) raise :class:`UnsupportedInputError`.
+    sense here (several choices) raise :class:`UnsupportedInputError`.
     """
     if request.n not in (None, 1):
         raise UnsupportedInputError("local models return one choice (n=1)", param="n")
-    if request.tools:
-        raise UnsupportedInputError("local models here do not call tools", param="tools")
     args: dict[str, Any] = {
         k: v for k, v in spec.defaults.items() if k in _SAMPLING_DEFAULT_KEYS and v is not None
     }
@@ -239,6 +282,8 @@ def sampling_arguments(
     # Without a limit llama-cpp-python stops after 16 tokens; the catalog's limit is the cap.
     args["max_tokens"] = min(request.output_limit or spec.max_output_tokens, spec.max_output_tokens)
     dropped.extend(name for name in _DROPPED_PARAMS if getattr(request, name) is not None)
+    if request.parallel_tool_calls is not None and not request.tools:
+        dropped.append("parallel_tool_calls")  # meaningful only with tools
     return args
 
 
@@ -293,7 +338,7 @@ class PromptPlan:
     stops: list[str]
 
 
-def plan_prompt(request: ChatRequest, spec: ModelSpec) -> PromptPlan:
+def plan_prompt(request: ChatRequest, spec: ModelSpec, tool_text: str | None = None) -> PromptPlan:
     """Validate and reduce the request's messages; raises on input a local model cannot take."""
-    turns, partial = build_turns(request, spec)
+    turns, partial = build_turns(request, spec, tool_text)
     return PromptPlan(turns=turns, partial=partial, stops=caller_stops(request))

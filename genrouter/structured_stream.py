@@ -1,0 +1,310 @@
+"""``chat.completions.stream(...)``: openai-python's streamed ``parse()``, as typed events.
+
+Used as openai-python documents it::
+
+    async with client.chat.completions.stream(messages=..., response_format=Weather) as stream:
+        async for event in stream:
+            if event.type == "content.delta":
+                print(event.delta, end="")
+        completion = await stream.get_final_completion()   # ParsedChatCompletion[Weather]
+
+Events (the subset of openai-python's that carries the answer): ``chunk``,
+``content.delta`` (``delta``, ``snapshot``, ``parsed`` = the JSON so far, parsed leniently),
+``content.done`` (``content``, ``parsed`` = the model instance), ``refusal.delta`` /
+``refusal.done``, ``tool_calls.function.arguments.delta`` / ``.done``. Done events come when
+the choice finishes. Text reaches the caller as it streams, so a final answer that does not
+validate raises :class:`~genrouter.errors.StructuredOutputError` from the stream (there is no
+fallback once text was delivered; failures before the first content still fail over).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
+
+from pydantic_core import from_json
+
+from genrouter.catalog import ModelSpec
+from genrouter.structured import OutputSpec, ParsedChatCompletion
+from genrouter.types import ChatCompletionChunk
+
+if TYPE_CHECKING:
+    from genrouter.streaming import AsyncChatStream
+    from genrouter.sync import _Portal
+
+__all__ = [
+    "AsyncChatCompletionStream",
+    "AsyncChatCompletionStreamManager",
+    "ChatCompletionStream",
+    "ChatCompletionStreamManager",
+    "ChunkEvent",
+    "ContentDeltaEvent",
+    "ContentDoneEvent",
+    "FunctionToolCallArgumentsDeltaEvent",
+    "FunctionToolCallArgumentsDoneEvent",
+    "RefusalDeltaEvent",
+    "RefusalDoneEvent",
+]
+
+ContentT = TypeVar("ContentT")
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkEvent:
+    chunk: ChatCompletionChunk
+    type: Literal["chunk"] = "chunk"
+
+
+@dataclass(frozen=True, slots=True)
+class ContentDeltaEvent:
+    delta: str
+    snapshot: str
+    parsed: object | None
+    type: Literal["content.delta"] = "content.delta"
+
+
+@dataclass(frozen=True, slots=True)
+class ContentDoneEvent(Generic[ContentT]):
+    content: str
+    parsed: ContentT | None
+    type: Literal["content.done"] = "content.done"
+
+
+@dataclass(frozen=True, slots=True)
+class RefusalDeltaEvent:
+    delta: str
+    snapshot: str
+    type: Literal["refusal.delta"] = "refusal.delta"
+
+
+@dataclass(frozen=True, slots=True)
+class RefusalDoneEvent:
+    refusal: str
+    type: Literal["refusal.done"] = "refusal.done"
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionToolCallArgumentsDeltaEvent:
+    name: str
+    index: int
+    arguments: str
+    parsed_arguments: object | None
+    arguments_delta: str
+    type: Literal["tool_calls.function.arguments.delta"] = "tool_calls.function.arguments.delta"
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionToolCallArgumentsDoneEvent:
+    name: str
+    index: int
+    arguments: str
+    parsed_arguments: object | None
+    type: Literal["tool_calls.function.arguments.done"] = "tool_calls.function.arguments.done"
+
+
+StreamEvent = (
+    ChunkEvent
+    | ContentDeltaEvent
+    | ContentDoneEvent[Any]
+    | RefusalDeltaEvent
+    | RefusalDoneEvent
+    | FunctionToolCallArgumentsDeltaEvent
+    | FunctionToolCallArgumentsDoneEvent
+)
+
+
+def _partial(text: str) -> object | None:
+    try:
+        value: object = from_json(text, allow_partial=True)
+    except ValueError:
+        return None
+    return value
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    """What the first choice said so far (events are for choice 0, as openai-python's)."""
+
+    content: str = ""
+    refusal: str = ""
+    calls: dict[int, list[str]] = field(default_factory=dict)  # index -> [name, arguments]
+
+
+class _Events:
+    """Turns chunks into events; pure bookkeeping."""
+
+    def __init__(self, output: OutputSpec) -> None:
+        self._output = output
+        self._seen = _Snapshot()
+
+    def events(self, chunk: ChatCompletionChunk) -> list[StreamEvent]:
+        events: list[StreamEvent] = [ChunkEvent(chunk)]
+        seen = self._seen
+        for choice in chunk.choices:
+            if choice.index != 0:
+                continue
+            delta = choice.delta
+            if delta.content:
+                seen.content += delta.content
+                parsed = _partial(seen.content) if self._output.model else None
+                events.append(ContentDeltaEvent(delta.content, seen.content, parsed))
+            if delta.refusal:
+                seen.refusal += delta.refusal
+                events.append(RefusalDeltaEvent(delta.refusal, seen.refusal))
+            for call in delta.tool_calls or ():
+                slot = seen.calls.setdefault(call.index, ["", ""])
+                piece = call.function.arguments if call.function else None
+                if call.function is not None and call.function.name:
+                    slot[0] = call.function.name
+                if piece:
+                    slot[1] += piece
+                    events.append(
+                        FunctionToolCallArgumentsDeltaEvent(
+                            slot[0], call.index, slot[1], _partial(slot[1]), piece
+                        )
+                    )
+            if choice.finish_reason is not None:
+                events.extend(self._done())
+        return events
+
+    def _done(self) -> list[StreamEvent]:
+        seen = self._seen
+        done: list[StreamEvent] = []
+        if seen.content:
+            done.append(ContentDoneEvent(seen.content, None))
+        if seen.refusal:
+            done.append(RefusalDoneEvent(seen.refusal))
+        for index, (name, arguments) in sorted(seen.calls.items()):
+            done.append(FunctionToolCallArgumentsDoneEvent(name, index, arguments, None))
+        return done
+
+
+class AsyncChatCompletionStream(Generic[ContentT]):
+    """The events of one streamed answer; :meth:`get_final_completion` parses it."""
+
+    def __init__(
+        self,
+        inner: AsyncChatStream,
+        output: OutputSpec,
+        spec_for: Callable[[str], ModelSpec | None],
+    ) -> None:
+        self._inner = inner
+        self._output = output
+        self._spec_for = spec_for
+        self._events = _Events(output)
+        self._queue: list[StreamEvent] = []
+
+    @property
+    def route(self) -> Any:
+        """The stream's :class:`~genrouter.types.RouteInfo` (live while streaming)."""
+        return self._inner.route
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        while not self._queue:
+            chunk = await self._inner.__anext__()  # StopAsyncIteration ends us too
+            self._queue = [self._with_parsed(e, chunk) for e in self._events.events(chunk)]
+        return self._queue.pop(0)
+
+    def _with_parsed(self, event: StreamEvent, chunk: ChatCompletionChunk) -> StreamEvent:
+        if not isinstance(event, ContentDoneEvent) or self._output.model is None:
+            return event
+        finish = next((c.finish_reason for c in chunk.choices if c.index == 0), None)
+        where = {"provider": self.route.provider, "model": chunk.model}
+        return ContentDoneEvent(
+            event.content, self._output.parse_content(event.content, finish, where)
+        )
+
+    async def get_final_completion(self) -> ParsedChatCompletion[ContentT]:
+        """Consume the rest of the stream and return the parsed completion."""
+        async for _ in self:
+            pass
+        parsed: ParsedChatCompletion[ContentT] = self._output.check(
+            self._inner.get_final_completion(), self._answered_by()
+        )
+        parsed.route = self._inner.route
+        return parsed
+
+    def _answered_by(self) -> ModelSpec:
+        model = self.route.model or "unknown/unknown"
+        spec = self._spec_for(model)
+        if spec is None:
+            provider, _, name = model.partition("/")
+            spec = ModelSpec(id=model, provider=provider, model=name or model)
+        return spec
+
+    async def close(self) -> None:
+        """Stop the stream and release its connection."""
+        await self._inner.aclose()
+
+
+class AsyncChatCompletionStreamManager(Generic[ContentT]):
+    """``async with client.chat.completions.stream(...) as stream``: opens, then closes."""
+
+    def __init__(
+        self,
+        open_stream: Callable[[], Awaitable[AsyncChatStream]],
+        output: OutputSpec,
+        spec_for: Callable[[str], ModelSpec | None],
+    ) -> None:
+        self._open = open_stream
+        self._output = output
+        self._spec_for = spec_for
+        self._stream: AsyncChatCompletionStream[ContentT] | None = None
+
+    async def __aenter__(self) -> AsyncChatCompletionStream[ContentT]:
+        self._stream = AsyncChatCompletionStream(await self._open(), self._output, self._spec_for)
+        return self._stream
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._stream is not None:
+            await self._stream.close()
+
+
+class ChatCompletionStream(Generic[ContentT]):
+    """The synchronous twin of :class:`AsyncChatCompletionStream`, through the portal."""
+
+    def __init__(self, inner: AsyncChatCompletionStream[ContentT], portal: _Portal) -> None:
+        self._inner = inner
+        self._portal = portal
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        return self
+
+    def __next__(self) -> StreamEvent:
+        try:
+            return self._portal.call(self._inner.__anext__)
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def get_final_completion(self) -> ParsedChatCompletion[ContentT]:
+        return self._portal.call(self._inner.get_final_completion)
+
+
+class ChatCompletionStreamManager(Generic[ContentT]):
+    """``with client.chat.completions.stream(...) as stream`` for the sync client."""
+
+    def __init__(self, manager: AsyncChatCompletionStreamManager[ContentT], portal: _Portal):
+        self._manager = manager
+        self._portal = portal
+
+    def __enter__(self) -> ChatCompletionStream[ContentT]:
+        return ChatCompletionStream(self._portal.call(self._manager.__aenter__), self._portal)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._portal.closed:
+            self._portal.call(self._manager.__aexit__, exc_type, exc, tb)

@@ -1,0 +1,128 @@
+"""Tools and JSON output against llama-cpp-python's real OpenAI server (Gemma 270M demo).
+
+The session server runs ``--chat_format alpaca``. llama-cpp-python's generic chat handler
+answers a forced ``tool_choice`` (a function name) by constraining the output with a grammar
+built from that function's parameter schema and returning it as a tool call (read in
+``llama_cpp/llama_chat_format.py``, 0.3.36, ``chat_formatter_to_chat_completion_handler``);
+``json_object`` gets a JSON grammar, and llama-cpp-python's ``schema`` extension to it a
+grammar from a schema. The schemas here use enums so that a 270M model's answer is short.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from genrouter import AsyncClient
+from tests.real_servers import LlamaServer
+
+pytestmark = pytest.mark.slow
+
+CITIES = ["Paris", "Tokyo", "Lima"]
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "enum": CITIES}},
+            "required": ["city"],
+        },
+    },
+}
+FORCED = {"type": "function", "function": {"name": "get_weather"}}
+
+
+def real_client(server: LlamaServer) -> AsyncClient:
+    """A client for the real server's one model, its capabilities declared."""
+    return AsyncClient(
+        {
+            "providers": {"llama": {"type": "openai_compatible", "base_url": server.base_url}},
+            "models": {
+                "llama/gemma": {
+                    "context_window": 512,
+                    "max_output_tokens": 64,
+                    "tools": True,
+                    "json_object": True,
+                    "json_schema": False,  # the server answers json_schema with a 500
+                    "streaming_usage": False,
+                }
+            },
+            "routes": {"default": {"candidates": ["llama/gemma"]}},
+        },
+        env={},
+    )
+
+
+async def test_tool_loop_on_the_real_server(llama_server: LlamaServer) -> None:
+    messages: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
+    async with real_client(llama_server) as client:
+        first = await client.chat.completions.create(
+            model="llama/gemma",
+            messages=messages,
+            tools=[WEATHER],
+            tool_choice=FORCED,
+            max_tokens=32,
+            temperature=0,
+        )
+        choice = first.choices[0]
+        assert choice.finish_reason == "tool_calls"
+        calls = choice.message.tool_calls
+        assert calls is not None and [c.function.name for c in calls] == ["get_weather"]
+        city = json.loads(calls[0].function.arguments)["city"]
+        assert city in CITIES
+        messages.append(
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [c.model_dump(include={"id", "type", "function"}) for c in calls],
+            }
+        )
+        messages.append({"role": "tool", "tool_call_id": calls[0].id, "content": "sunny, 21C"})
+        final = await client.chat.completions.create(
+            model="llama/gemma", messages=messages, tools=[WEATHER], max_tokens=16, temperature=0
+        )
+    assert final.choices[0].message.tool_calls is None
+    assert final.choices[0].finish_reason in ("stop", "length")
+    assert final.usage is not None and final.usage.prompt_tokens > 0
+
+
+async def test_streamed_forced_tool_call_on_the_real_server(llama_server: LlamaServer) -> None:
+    async with real_client(llama_server) as client:
+        stream = await client.chat.completions.create(
+            model="llama/gemma",
+            messages=[{"role": "user", "content": "Weather in Tokyo?"}],
+            tools=[WEATHER],
+            tool_choice=FORCED,
+            max_tokens=32,
+            temperature=0,
+            stream=True,
+        )
+        pieces = [d async for c in stream for ch in c.choices for d in ch.delta.tool_calls or ()]
+        final = stream.get_final_completion()
+    assert pieces and all(p.index == 0 for p in pieces)
+    calls = final.choices[0].message.tool_calls
+    assert calls is not None and calls[0].function.name == "get_weather"
+    assert json.loads(calls[0].function.arguments)["city"] in CITIES
+
+
+async def test_json_object_on_the_real_server(llama_server: LlamaServer) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}},
+        "required": ["answer"],
+    }
+    async with real_client(llama_server) as client:
+        resp = await client.chat.completions.create(
+            model="llama/gemma",
+            messages=[{"role": "user", "content": "Is Paris in France? Answer in JSON."}],
+            response_format={"type": "json_object", "schema": schema},
+            max_tokens=32,
+            temperature=0,
+        )
+    content = resp.choices[0].message.content
+    assert content is not None
+    assert json.loads(content)["answer"] in ("yes", "no")

@@ -1,0 +1,97 @@
+"""``chat.completions.stream(...)``: openai-python's streamed parse, over the fake server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+from pydantic import BaseModel
+
+from genrouter import AsyncClient, Client, StructuredOutputError
+from genrouter.structured import response_format_param
+from genrouter.testing import FakeLLMServer, Reply
+
+# Not about lifecycle: judge models as of before the 2026 retirements (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("catalog_before_2026_retirements")
+
+KEYS = {"OPENAI_API_KEY": "sk-test-openai-0123456789"}
+ASK = [{"role": "user", "content": "Weather in Rome?"}]
+CAPABLE = {"json_schema": True, "json_object": True, "tools": True, "context_window": 8192}
+
+
+class Weather(BaseModel):
+    city: str
+    temp_c: int
+
+
+class GetWeather(BaseModel):
+    """Current weather for a city."""
+
+    city: str
+
+
+@pytest.fixture
+def server() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as srv:
+        yield srv
+
+
+def config(server: FakeLLMServer) -> dict[str, Any]:
+    return {
+        "providers": {"openai": {"type": "openai", "base_url": server.openai_base_url}},
+        "models": {"openai/gpt-4o-mini": CAPABLE},
+        "routes": {"default": {"candidates": ["openai/gpt-4o-mini"]}},
+    }
+
+
+async def test_async_stream_events_and_final_parse(server: FakeLLMServer) -> None:
+    server.enqueue(Reply(chunks=['{"city": ', '"Rome", ', '"temp_c": 30}']))
+    async with (
+        AsyncClient(config(server), env=KEYS) as client,
+        client.chat.completions.stream(messages=ASK, response_format=Weather) as stream,
+    ):
+        events = [event async for event in stream]
+        final = await stream.get_final_completion()
+    deltas = [e for e in events if e.type == "content.delta"]
+    assert [e.delta for e in deltas] == ['{"city": ', '"Rome", ', '"temp_c": 30}']
+    assert deltas[1].parsed == {"city": "Rome"}  # the JSON so far, parsed leniently
+    done = [e for e in events if e.type == "content.done"]
+    assert len(done) == 1 and done[0].parsed == Weather(city="Rome", temp_c=30)
+    assert final.choices[0].message.parsed == Weather(city="Rome", temp_c=30)
+    assert final.route is not None and final.route.model == "openai/gpt-4o-mini"
+    sent = server.requests[0].body
+    assert sent["stream"] is True and sent["response_format"] == response_format_param(Weather)
+
+
+async def test_stream_refusal_and_invalid_answer(server: FakeLLMServer) -> None:
+    server.enqueue(Reply(refusal="No."))
+    server.enqueue(Reply(chunks=['{"city": ', '"Rome"}']))
+    async with AsyncClient(config(server), env=KEYS) as client:
+        async with client.chat.completions.stream(messages=ASK, response_format=Weather) as s:
+            events = [e.type async for e in s]
+            final = await s.get_final_completion()
+        assert "refusal.done" in events and final.choices[0].message.parsed is None
+        assert final.choices[0].message.refusal == "No."
+        async with client.chat.completions.stream(messages=ASK, response_format=Weather) as s:
+            with pytest.raises(StructuredOutputError, match="temp_c"):
+                async for _event in s:
+                    pass
+
+
+def test_sync_stream_with_a_pydantic_tool(server: FakeLLMServer) -> None:
+    server.enqueue(Reply.tool_call("GetWeather", {"city": "Rome"}))
+    tools = [openai.pydantic_function_tool(GetWeather)]
+    with (
+        Client(config(server), env=KEYS) as client,
+        client.chat.completions.stream(messages=ASK, tools=tools) as stream,
+    ):
+        events = list(stream)
+        final = stream.get_final_completion()
+    pieces = [e for e in events if e.type == "tool_calls.function.arguments.delta"]
+    assert len(pieces) > 1 and pieces[-1].arguments == '{"city": "Rome"}'
+    done = [e for e in events if e.type == "tool_calls.function.arguments.done"]
+    assert [(e.name, e.index) for e in done] == [("GetWeather", 0)]
+    calls = final.choices[0].message.tool_calls
+    assert calls is not None and calls[0].function.parsed_arguments == GetWeather(city="Rome")

@@ -1,0 +1,194 @@
+"""Multi-turn tool loops, streamed and not, on each remote provider kind (fake server wire).
+
+OpenAI, DashScope's compatible mode and a generic OpenAI-compatible server each run the loop
+that openai-python's docs show: the model calls tools (two at once), the caller runs them and
+sends the results back as ``tool`` messages, the model answers. Local models run the same loop
+in tests/local/test_tools.py; the real llama.cpp server in tests/test_real_llama_tools.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from genrouter import AsyncClient, Client
+from genrouter.testing import FakeLLMServer, Reply
+
+# Not about lifecycle: judge models as of before the 2026 retirements (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("catalog_before_2026_retirements")
+
+KEYS = {"OPENAI_API_KEY": "sk-test-openai-0123456789", "DASHSCOPE_API_KEY": "sk-test-ds-98765"}
+CAPABLE = {"json_schema": True, "json_object": True, "tools": True, "context_window": 8192}
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather for a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}},
+    },
+]
+CHOICES: list[Any] = [
+    "auto",
+    "required",
+    "none",
+    {"type": "function", "function": {"name": "get_weather"}},
+]
+# The model id each kind's route uses, and the name the fake server sees.
+KINDS = {
+    "openai": ("openai/gpt-4o-mini", "gpt-4o-mini"),
+    "dashscope": ("dashscope/qwen-max", "qwen-max"),
+    "compatible": ("compat/m1", "m1"),
+}
+
+
+@pytest.fixture
+def server() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as srv:
+        yield srv
+
+
+def config(server: FakeLLMServer) -> dict[str, Any]:
+    return {
+        "providers": {
+            "openai": {"type": "openai", "base_url": server.openai_base_url},
+            "dashscope": {"type": "dashscope", "base_url": server.dashscope_base_url},
+            "compat": {"type": "openai_compatible", "base_url": server.openai_base_url},
+        },
+        "models": {
+            "openai/gpt-4o-mini": CAPABLE,
+            "dashscope/qwen-max": {**CAPABLE, "json_schema": False},
+            "compat/m1": CAPABLE,
+        },
+        "routes": {"default": {"candidates": ["openai/gpt-4o-mini"]}},
+    }
+
+
+def run_tool(name: str, arguments: str) -> str:
+    args = json.loads(arguments)
+    return f"sunny in {args['city']}" if name == "get_weather" else "12:00"
+
+
+def script(server: FakeLLMServer, wire_model: str) -> None:
+    server.enqueue(
+        Reply.tool_calls_to(("get_weather", {"city": "Paris"}), ("get_time", {})),
+        model=wire_model,
+    )
+    server.enqueue(Reply.text("Sunny in Paris at noon."), model=wire_model)
+
+
+def check_second_request(server: FakeLLMServer, first_ids: list[str], kind: str) -> None:
+    sent = server.requests[1].body["messages"]
+    assistant, *results = sent[1:]
+    assert assistant["role"] == "assistant"
+    # The content key is always there: null for OpenAI, "" elsewhere (DashScope and
+    # llama.cpp's server refuse a tool-call turn without it, llama.cpp also a null).
+    assert assistant["content"] == (None if kind == "openai" else "")
+    assert [c["id"] for c in assistant["tool_calls"]] == first_ids
+    assert [c["function"]["name"] for c in assistant["tool_calls"]] == ["get_weather", "get_time"]
+    assert results == [
+        {"role": "tool", "tool_call_id": first_ids[0], "content": "sunny in Paris"},
+        {"role": "tool", "tool_call_id": first_ids[1], "content": "12:00"},
+    ]
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+async def test_tool_loop(server: FakeLLMServer, kind: str, stream: bool) -> None:
+    model, wire_model = KINDS[kind]
+    script(server, wire_model)
+    messages: list[Any] = [{"role": "user", "content": "Weather and time in Paris?"}]
+    async with AsyncClient(config(server), env=KEYS) as client:
+        params: dict[str, Any] = {
+            "tools": TOOLS,
+            "tool_choice": "auto",
+            "parallel_tool_calls": True,
+        }
+        if stream:
+            chunks = await client.chat.completions.create(
+                model=model, messages=messages, stream=True, **params
+            )
+            deltas = [
+                d async for c in chunks for ch in c.choices for d in ch.delta.tool_calls or ()
+            ]
+            # OpenAI streams the id and name first, then the arguments in pieces.
+            assert len(deltas) > 2 and {d.index for d in deltas} == {0, 1}
+            first = chunks.get_final_completion()
+        else:
+            first = await client.chat.completions.create(model=model, messages=messages, **params)
+        choice = first.choices[0]
+        assert choice.finish_reason == "tool_calls"
+        calls = choice.message.tool_calls
+        assert calls is not None and [c.function.name for c in calls] == ["get_weather", "get_time"]
+        assert json.loads(calls[0].function.arguments) == {"city": "Paris"}
+        messages.append(choice.message.model_dump(exclude_none=True))
+        for call in calls:
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": call.id,
+                    "content": run_tool(call.function.name, call.function.arguments),
+                }
+            )
+        final = await client.chat.completions.create(model=model, messages=messages, tools=TOOLS)
+    assert final.choices[0].message.content == "Sunny in Paris at noon."
+    sent = server.requests[0].body
+    assert sent["tools"] == TOOLS and sent["tool_choice"] == "auto"
+    assert sent["parallel_tool_calls"] is True
+    assert server.requests[0].path.endswith(
+        "/compatible-mode/v1/chat/completions" if kind == "dashscope" else "/v1/chat/completions"
+    )
+    check_second_request(server, ["call_0", "call_1"], kind)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("choice", CHOICES, ids=["auto", "required", "none", "named"])
+async def test_every_tool_choice_form_reaches_the_wire(
+    server: FakeLLMServer, kind: str, choice: Any
+) -> None:
+    model, wire_model = KINDS[kind]
+    server.enqueue(Reply.tool_call("get_weather", {"city": "Oslo"}), model=wire_model)
+    async with AsyncClient(config(server), env=KEYS) as client:
+        resp = await client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": "Weather in Oslo?"}],
+            tools=TOOLS,
+            tool_choice=choice,
+            parallel_tool_calls=False,
+        )
+    assert resp.route is not None and resp.route.dropped_params == []
+    sent = server.requests[0].body
+    assert sent["tool_choice"] == choice and sent["parallel_tool_calls"] is False
+
+
+def test_sync_tool_loop(server: FakeLLMServer) -> None:
+    script(server, "gpt-4o-mini")
+    messages: list[Any] = [{"role": "user", "content": "Weather and time in Paris?"}]
+    with Client(config(server), env=KEYS) as client:
+        first = client.chat.completions.create(model="default", messages=messages, tools=TOOLS)
+        message = first.choices[0].message
+        assert message.tool_calls is not None
+        messages.append(message.model_dump(exclude_none=True))
+        messages += [
+            {
+                "role": "tool",
+                "tool_call_id": c.id,
+                "content": run_tool(c.function.name, c.function.arguments),
+            }
+            for c in message.tool_calls
+        ]
+        final = client.chat.completions.create(model="default", messages=messages, tools=TOOLS)
+    assert final.choices[0].message.content == "Sunny in Paris at noon."
+    check_second_request(server, ["call_0", "call_1"], "openai")
