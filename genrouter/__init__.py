@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from genrouter.config import Config, load_config
     from genrouter.errors import (
         AllCandidatesFailedError,
+        AttemptTimeoutError,
         AuthenticationError,
         BadRequestError,
         BillingError,
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
         ConfigError,
         ContentFilteredError,
         ContextWindowExceededError,
+        DeadlineExceededError,
         FirstTokenTimeoutError,
         GenRouterError,
         InsufficientMemoryError,
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
         RateLimitError,
         ResponseFormatError,
         ServerError,
+        StreamIdleTimeoutError,
         StreamInterruptedError,
         UnsupportedInputError,
     )
@@ -80,6 +83,7 @@ _EXPORTS: dict[str, str] = {
         name: "genrouter.errors"
         for name in (
             "AllCandidatesFailedError",
+            "AttemptTimeoutError",
             "AuthenticationError",
             "BadRequestError",
             "BillingError",
@@ -87,6 +91,7 @@ _EXPORTS: dict[str, str] = {
             "ConfigError",
             "ContentFilteredError",
             "ContextWindowExceededError",
+            "DeadlineExceededError",
             "FirstTokenTimeoutError",
             "GenRouterError",
             "InsufficientMemoryError",
@@ -103,6 +108,7 @@ _EXPORTS: dict[str, str] = {
             "RateLimitError",
             "ResponseFormatError",
             "ServerError",
+            "StreamIdleTimeoutError",
             "StreamInterruptedError",
             "UnsupportedInputError",
         )
@@ -115,6 +121,7 @@ __all__ = [
     "AsyncClient",
     "AsyncHooks",
     "Attempt",
+    "AttemptTimeoutError",
     "AuthenticationError",
     "BadRequestError",
     "BillingError",
@@ -129,6 +136,7 @@ __all__ = [
     "ConfigError",
     "ContentFilteredError",
     "ContextWindowExceededError",
+    "DeadlineExceededError",
     "FirstTokenTimeoutError",
     "GenRouterError",
     "InsufficientMemoryError",
@@ -150,6 +158,7 @@ __all__ = [
     "RouteDecision",
     "RouteInfo",
     "ServerError",
+    "StreamIdleTimeoutError",
     "StreamInterruptedError",
     "UnsupportedInputError",
     "Usage",

@@ -123,6 +123,8 @@ class AsyncClient:
             telemetry=Telemetry(tracing),
             clock=clock,
             rng=random.Random(seed),
+            provider_config=self._planner.provider_config,
+            count_tokens=self._count_text,
         )
         self.chat = AsyncChat(self)
 
@@ -169,9 +171,14 @@ class AsyncClient:
         if self._http is None:
             import httpx2
 
+            pool = self._config.pool
             self._http = httpx2.AsyncClient(
                 timeout=httpx2.Timeout(self._config.timeout_s, connect=5.0),
-                limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20),
+                limits=httpx2.Limits(
+                    max_connections=pool.max_connections,
+                    max_keepalive_connections=pool.max_keepalive_connections,
+                    keepalive_expiry=pool.keepalive_expiry_s,
+                ),
                 trust_env=True,
             )
         return self._http
@@ -182,6 +189,9 @@ class AsyncClient:
 
             self._tokens = TokenCounter()
         return self._tokens
+
+    def _count_text(self, text: str, spec: ModelSpec) -> int:
+        return self._token_counter().count_text(text, spec)
 
     def _discover_local(self) -> list[ModelSpec]:
         from genrouter.providers.local.discovery import discover_local_models
@@ -229,8 +239,11 @@ class AsyncClient:
                 provider = self.provider(spec.provider)
                 known = (provider.is_remote, provider.is_remote and _off_machine(provider))
             else:
-                host = urlsplit(config.base_url).hostname if config.base_url else None
+                parts = urlsplit(config.base_url) if config.base_url else None
+                host = parts.hostname if parts else None
                 known = (True, not _is_loopback(host))
+                if parts is not None and parts.netloc:
+                    self._runtime.health.reachability.register(spec.provider, parts.netloc)
             self._localities[spec.provider] = known
         return known
 
@@ -238,6 +251,9 @@ class AsyncClient:
         known = self._off_machine.get(provider.name)
         if known is None:
             known = self._off_machine[provider.name] = _off_machine(provider)
+            base_url = getattr(provider, "base_url", None)
+            if isinstance(base_url, str) and (host := urlsplit(base_url).netloc):
+                self._runtime.health.reachability.register(provider.name, host)
         return known
 
     # -- routing ------------------------------------------------------------------------------
@@ -283,6 +299,7 @@ class AsyncClient:
             route=route,
             specs=plan.specs,
             deadline_s=request.timeout or route.deadline_s or config.timeout_s,
+            stream_idle_timeout_s=config.stream_idle_timeout_s,
             first_token_timeout_s=(
                 request.first_token_timeout
                 or route.first_token_timeout_s

@@ -47,7 +47,6 @@ from pydantic_core import to_json
 from genrouter.errors import (
     AuthenticationError,
     ConfigError,
-    ProviderConnectionError,
     ProviderError,
     ResponseFormatError,
     UnsupportedInputError,
@@ -55,7 +54,6 @@ from genrouter.errors import (
 )
 from genrouter.media import is_local_source, resolve_image_source
 from genrouter.providers._errors_http import (
-    CONNECTION_LOST,
     error_from_payload,
     error_from_status,
     error_from_transport,
@@ -63,6 +61,7 @@ from genrouter.providers._errors_http import (
 from genrouter.providers._sse import SSEDecoder, SSEFormatError
 from genrouter.providers.base import ProviderCall
 from genrouter.request import OPENAI_PARAMS
+from genrouter.routing.policy import POOL_TIMEOUT
 from genrouter.types import ChatCompletion, ChatCompletionChunk
 
 if TYPE_CHECKING:
@@ -75,6 +74,7 @@ _WIRE_PARAMS = frozenset(OPENAI_PARAMS)
 _LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
 _GENROUTER_ASSISTANT_FIELDS = ("partial", "reasoning_content")
 _DRAIN_TIMEOUT_S = 0.25
+_BACKSTOP_SLACK_S = 1.0
 
 
 class OpenAICompatibleProvider:
@@ -279,16 +279,25 @@ class OpenAICompatibleProvider:
         return error_from_payload(payload, provider=self._name, secrets=self._secrets())
 
     def _transport_error(self, exc: httpx2.TransportError, call: ProviderCall) -> ProviderError:
-        return error_from_transport(
+        error = error_from_transport(
             exc, provider=self._name, model=call.model.model, secrets=self._secrets()
         )
+        if isinstance(exc, httpx2.PoolTimeout):
+            error.code = POOL_TIMEOUT  # our own pool was full: not the provider's failure
+        return error
 
     def _status_error(self, response: httpx2.Response, call: ProviderCall) -> ProviderError:
         error = self.map_error(response.status_code, response.content, response.headers)
         return _locate(error, call)
 
     def _format_error(
-        self, what: str, exc: Exception, call: ProviderCall, data: bytes
+        self,
+        what: str,
+        exc: Exception,
+        call: ProviderCall,
+        data: bytes,
+        *,
+        code: str | None = None,
     ) -> ResponseFormatError:
         detail = exc.errors(include_url=False)[0]["msg"] if isinstance(exc, ValidationError) else ""
         secrets = self._secrets()
@@ -299,13 +308,29 @@ class OpenAICompatibleProvider:
             f"malformed {what}: {reason} (received {shown!r})",
             provider=self._name,
             model=call.model.model,
+            code=code,
         )
 
     # -- transport ----------------------------------------------------------------------
 
     def _timeout(self, call: ProviderCall) -> httpx2.Timeout:
-        total = call.timeout if call.timeout is not None else self._config.timeout_s
-        return httpx2.Timeout(total, connect=min(self._config.connect_timeout_s, total))
+        """httpx's limits for one call: a backstop behind the executor's clocks.
+
+        The executor owns every time limit (it passes the time the attempt may take as
+        ``call.timeout``); reads and writes get a little more so that its own, typed expiry
+        fires first. The wait for a free connection in the shared pool gets a little less, so
+        a full pool shows as ``pool_timeout`` (our congestion) rather than as the model's
+        attempt timeout.
+        """
+        if call.timeout is None:
+            total = self._config.timeout_s
+            return httpx2.Timeout(total, connect=min(self._config.connect_timeout_s, total))
+        total = call.timeout
+        return httpx2.Timeout(
+            total + _BACKSTOP_SLACK_S,
+            connect=min(self._config.connect_timeout_s, total + _BACKSTOP_SLACK_S),
+            pool=max(total * 0.9, 0.001),
+        )
 
     async def _prepare(
         self, call: ProviderCall, *, stream: bool
@@ -363,15 +388,18 @@ class OpenAICompatibleProvider:
             payload = _loads(content)
             if self.is_error_payload(payload):
                 raise _locate(self.map_stream_error(payload), call) from exc
-            raise self._format_error("completion", exc, call, content) from exc
+            head = content.lstrip()[:1]
+            code = "empty_body" if not head else (None if head in b"{[" else "not_json")
+            raise self._format_error("completion", exc, call, content, code=code) from exc
 
     async def stream(self, call: ProviderCall) -> AsyncGenerator[ChatCompletionChunk, None]:
         """Send *call* with ``stream: true`` and yield chunks as they arrive.
 
         The HTTP response is closed when the generator ends, however it ends (finished,
         ``aclose()`` by a caller that stopped early, cancellation), so the connection goes
-        back to the pool or is dropped, never leaked. A stream that breaks before ``[DONE]``
-        (or a finish reason) raises ``ProviderConnectionError(code="connection_lost")``.
+        back to the pool or is dropped, never leaked. A connection that breaks raises
+        ``ProviderConnectionError(code="connection_lost")``; a body that ends cleanly simply
+        ends (the executor judges whether the answer finished).
         """
         body, key = await self._prepare(call, stream=True)
         if self._config.use_sdk:
@@ -404,39 +432,49 @@ class OpenAICompatibleProvider:
     async def iter_chunks(
         self, response: httpx2.Response, call: ProviderCall
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
-        """Parse an open SSE response into chunks until ``[DONE]``. The caller closes it."""
+        """Parse an open SSE response into chunks until ``[DONE]`` or the body's end.
+
+        It reports the wire as it is: whether the answer is complete (its ``finish_reason``
+        arrived) is the executor's judgement. A 200 whose body holds no event at all (empty,
+        what llama.cpp's server sends for a prompt over its context) or is not an event stream
+        (an HTML error page) raises :class:`ResponseFormatError` with code ``empty_body`` /
+        ``not_event_stream``. The caller closes the response.
+        """
+        content_type = response.headers.get("content-type", "")
+        if content_type.startswith("text/html"):
+            body = await _read_some(response)
+            raise self._format_error(
+                "event stream", ValueError("an HTML page"), call, body, code="not_event_stream"
+            )
         decoder = SSEDecoder()
-        finished = False
+        events = 0
         try:
             async with contextlib.aclosing(response.aiter_bytes()) as byte_stream:
                 async for raw in byte_stream:
                     for _event, data in decoder.feed(raw):
+                        events += 1
                         if data.strip() == b"[DONE]":
                             await _drain(byte_stream)
                             return
-                        chunk = self._parse_chunk(data, call)
-                        if not finished:
-                            finished = any(c.finish_reason for c in chunk.choices)
-                        yield chunk
+                        yield self._parse_chunk(data, call)
             for _event, data in decoder.flush():
+                events += 1
                 if data.strip() == b"[DONE]":
                     return
-                chunk = self._parse_chunk(data, call)
-                finished = finished or any(c.finish_reason for c in chunk.choices)
-                yield chunk
+                yield self._parse_chunk(data, call)
         except httpx2.TransportError as exc:
             raise self._transport_error(exc, call) from exc
         except httpx2.DecodingError as exc:
             raise self._format_error("event stream", exc, call, b"") from exc
         except SSEFormatError as exc:
-            raise self._format_error("event stream", exc, call, exc.line) from exc
-        if not finished:
-            # The body ended cleanly but the answer did not: the server went away mid-answer.
-            raise ProviderConnectionError(
-                "the stream ended before the answer finished (no [DONE] and no finish_reason)",
+            code = None if events else "not_event_stream"
+            raise self._format_error("event stream", exc, call, exc.line, code=code) from exc
+        if not events:
+            raise ResponseFormatError(
+                "HTTP 200 with an empty event stream (no event, no [DONE])",
                 provider=self._name,
                 model=call.model.model,
-                code=CONNECTION_LOST,
+                code="empty_body",
             )
 
     def _parse_chunk(self, data: bytes, call: ProviderCall) -> ChatCompletionChunk:
@@ -456,6 +494,18 @@ class OpenAICompatibleProvider:
     async def aclose(self) -> None:
         """Forget the SDK client, if any. The shared HTTP client belongs to the caller."""
         self._sdk = None
+
+
+async def _read_some(response: httpx2.Response, limit: int = 2048) -> bytes:
+    """Up to *limit* bytes of a body that is not what was expected (for the error message)."""
+    data = b""
+    with contextlib.suppress(httpx2.TransportError, httpx2.DecodingError, TimeoutError):
+        async with asyncio.timeout(_DRAIN_TIMEOUT_S):
+            async for piece in response.aiter_bytes():
+                data += piece
+                if len(data) >= limit:
+                    break
+    return data[:limit]
 
 
 async def _drain(byte_stream: AsyncIterator[bytes]) -> None:
