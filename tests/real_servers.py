@@ -135,9 +135,7 @@ def start_llama_server(
                 return server
         time.sleep(0.2)
     server.stop()
-    raise RuntimeError(
-        f"llama_cpp.server did not answer within {_START_TIMEOUT_S}s:\n{server.log()}"
-    )
+    raise RuntimeError(f"llama_cpp.server did not answer within {_START_TIMEOUT_S}s:\n{server.log()}")
 
 
 @pytest.fixture(scope="session")
