@@ -21,6 +21,12 @@ EXPECTED = {
         "data:image/png;base64,",
     ],
     "quickstart.py": ["answered by local/"],
+    "resilience.py": [
+        "hung: spare/m ['AttemptTimeoutError', None]",
+        "rate limited: spare/m",
+        "next decision: cooling down until",
+        "resumed: The capital of Japan is Tokyo. ['interrupted', 'ok']",
+    ],
 }
 
 

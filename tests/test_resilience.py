@@ -407,3 +407,15 @@ async def test_concurrent_cancelled_requests_release_everything(servers: Any) ->
         budget = client._runtime.budget
         assert budget is not None and budget.reserved == pytest.approx(0.0)
         assert client.health.circuit("one/m").state(time.monotonic()) == "closed"
+
+
+async def test_an_unpriced_model_is_not_free_under_a_budget(servers: Any) -> None:
+    config = two_providers(servers)
+    config["models"]["one/m"] = {"context_window": 8000}  # no price
+    config["budget"] = {"limit_usd": 1.0}
+    async with AsyncClient(config, env={}) as client:
+        resp = await client.chat.completions.create(model="default", messages=HELLO)
+        assert resp.route is not None and resp.route.model == "two/m"
+        assert resp.route.decision is not None
+        reason = resp.route.decision.candidates[0].excluded_because or ""
+        assert "no price known" in reason
