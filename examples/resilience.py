@@ -61,7 +61,8 @@ async def main() -> None:
                 model="default", messages=HELLO, stream=True
             )
             try:
-                text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+                pieces = [c.choices[0].delta.content or "" async for c in stream if c.choices]
+                text = "".join(pieces)
             except StreamInterruptedError as exc:
                 text = f"interrupted after {exc.partial_text!r}"
             assert stream.route is not None
