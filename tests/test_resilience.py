@@ -419,3 +419,35 @@ async def test_an_unpriced_model_is_not_free_under_a_budget(servers: Any) -> Non
         assert resp.route.decision is not None
         reason = resp.route.decision.candidates[0].excluded_because or ""
         assert "no price known" in reason
+
+
+# -- 7. one lease per attempt; spans end on every exit ---------------------------------------------
+
+
+async def test_spans_end_with_an_error_status_on_failure_and_cancellation(servers: Any) -> None:
+    sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
+    export = pytest.importorskip("opentelemetry.sdk.trace.export")
+    memory = pytest.importorskip("opentelemetry.sdk.trace.export.in_memory_span_exporter")
+    from opentelemetry.trace import StatusCode
+
+    exporter = memory.InMemorySpanExporter()
+    tracer = sdk_trace.TracerProvider()
+    tracer.add_span_processor(export.SimpleSpanProcessor(exporter))
+    first, second = servers
+    config = two_providers(servers)
+    async with AsyncClient(config, env={}, tracing=tracer) as client:
+        first.enqueue(Reply.error(500))
+        second.enqueue(Reply.error(500))
+        with pytest.raises(AllCandidatesFailedError):
+            await client.chat.completions.create(model="default", messages=HELLO)
+        first.enqueue(Reply.text("slow", delay_headers_s=5.0))
+        task = asyncio.create_task(client.chat.completions.create(model="default", messages=HELLO))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    failed, cancelled = exporter.get_finished_spans()
+    assert failed.status.status_code is StatusCode.ERROR
+    assert dict(failed.attributes or {})["error.type"] == "AllCandidatesFailedError"
+    assert cancelled.status.status_code is StatusCode.ERROR
+    assert dict(cancelled.attributes or {})["error.type"] == "CancelledError"
