@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -97,6 +98,7 @@ class AsyncClient:
                     location=f"providers.{name}",
                 )
         self._tokens: TokenCounter | None = token_counter
+        self._building = threading.RLock()
         self._clock = clock
         self._closed = False
         self._localities: dict[str, tuple[bool, bool]] = {}
@@ -169,6 +171,13 @@ class AsyncClient:
 
     def _http_client(self) -> httpx2.AsyncClient:
         if self._http is None:
+            with self._building:
+                return self._build_http()
+        return self._http
+
+    def _build_http(self) -> httpx2.AsyncClient:
+        """The one shared pool (under ``_building``: never two, whatever the threads)."""
+        if self._http is None:
             import httpx2
 
             pool = self._config.pool
@@ -207,12 +216,16 @@ class AsyncClient:
             raise ConfigError("this client is closed")
         provider = self._providers.get(name)
         if provider is None:
-            try:
-                config = self._planner.provider_config(name)
-            except KeyError:
-                raise ConfigError(f"provider {name!r} is not configured") from None
-            provider = create_provider(name, config, http=self._http_client, env=self._env)
-            self._providers[name] = provider
+            # Concurrent first requests plan on worker threads: build each provider once.
+            with self._building:
+                provider = self._providers.get(name)
+                if provider is None:
+                    try:
+                        config = self._planner.provider_config(name)
+                    except KeyError:
+                        raise ConfigError(f"provider {name!r} is not configured") from None
+                    provider = create_provider(name, config, http=self._http_client, env=self._env)
+                    self._providers[name] = provider
         return provider
 
     def _provider_for(self, spec: ModelSpec) -> Provider:
