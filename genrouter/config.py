@@ -78,6 +78,10 @@ class ProviderConfig(_Strict):
     # A stream is complete only when its finish_reason arrived; a server known to end good
     # answers without one can be trusted to have finished at a clean end instead.
     allow_missing_finish_reason: bool = False
+    # How a resumed stream continues on this provider (default: its kind's dialect):
+    # "partial" (DashScope's partial mode), "prefix" (DeepSeek's prefix completion, beta
+    # endpoint), "instruction" (no prefill: ask to continue, and trim any repeated text).
+    continuation: Literal["partial", "prefix", "instruction"] | None = None
 
     @field_validator("base_url")
     @classmethod

@@ -17,6 +17,7 @@ from genrouter import (
     AllCandidatesFailedError,
     AsyncClient,
     AttemptTimeoutError,
+    ContentFilteredError,
     DeadlineExceededError,
     ProviderTimeoutError,
     StreamIdleTimeoutError,
@@ -451,3 +452,109 @@ async def test_spans_end_with_an_error_status_on_failure_and_cancellation(server
     assert dict(failed.attributes or {})["error.type"] == "AllCandidatesFailedError"
     assert cancelled.status.status_code is StatusCode.ERROR
     assert dict(cancelled.attributes or {})["error.type"] == "CancelledError"
+
+
+# -- 6. resume per dialect --------------------------------------------------------------------
+
+
+def resume_config(
+    servers: Any, second: dict[str, Any], *, third: bool = False, **route: Any
+) -> dict[str, Any]:
+    config = two_providers(servers, resume=True, **route)
+    config["providers"]["two"] = second
+    if third:
+        config["providers"]["three"] = {
+            "type": "openai_compatible",
+            "base_url": servers[1].openai_base_url,
+        }
+        config["models"]["three/n"] = {"context_window": 8000}
+        config["routes"]["default"]["candidates"] = ["one/m", "two/m", "three/n"]
+    return config
+
+
+async def test_resume_without_prefill_asks_to_continue_and_trims_the_repeat(
+    servers: Any,
+) -> None:
+    first, second = servers
+    first.enqueue(Reply.text("The capital of Japan is", omit_finish_reason=True))
+    second.enqueue(Reply.text("The capital of Japan is Tokyo."))  # the model started over
+    compat = {"type": "openai_compatible", "base_url": second.openai_base_url}
+    async with AsyncClient(resume_config(servers, compat), env={}) as client:
+        stream = await client.chat.completions.create(model="default", messages=HELLO, stream=True)
+        text = await read_all(stream)
+    assert text == "The capital of Japan is Tokyo."  # never repeated, the seam's space kept
+    assert stream.route is not None and stream.route.resumed
+    assert stream.route.resumed_by == "instruction"
+    sent = second.requests[0].body["messages"]
+    assert sent[-2] == {"role": "assistant", "content": "The capital of Japan is"}
+    assert sent[-1]["role"] == "user" and "Continue" in sent[-1]["content"]
+
+
+async def test_resume_trims_a_repeated_tail_at_the_seam(servers: Any) -> None:
+    first, second = servers
+    first.enqueue(Reply.text("The capital of Japan is", omit_finish_reason=True))
+    second.enqueue(Reply(chunks=["of Japan ", "is", " Tokyo."]))
+    compat = {"type": "openai_compatible", "base_url": second.openai_base_url}
+    async with AsyncClient(resume_config(servers, compat), env={}) as client:
+        stream = await client.chat.completions.create(model="default", messages=HELLO, stream=True)
+        assert await read_all(stream) == "The capital of Japan is Tokyo."
+
+
+@pytest.mark.parametrize(
+    ("second", "field"),
+    [
+        ({"type": "dashscope", "region": "intl"}, "partial"),
+        ({"type": "openai_compatible", "continuation": "prefix"}, "prefix"),
+    ],
+    ids=["dashscope-partial", "deepseek-prefix"],
+)
+async def test_resume_uses_the_dialects_prefill(
+    servers: Any, second: dict[str, Any], field: str
+) -> None:
+    first, server = servers
+    base = server.dashscope_base_url if second["type"] == "dashscope" else server.openai_base_url
+    first.enqueue(Reply.text("The capital of Japan is", omit_finish_reason=True))
+    server.enqueue(Reply.text(" Tokyo."))
+    config = resume_config(servers, {**second, "base_url": base})
+    async with AsyncClient(config, env={"DASHSCOPE_API_KEY": "sk-fake-0123456789"}) as client:
+        stream = await client.chat.completions.create(model="default", messages=HELLO, stream=True)
+        assert await read_all(stream) == "The capital of Japan is Tokyo."
+    last = server.requests[0].body["messages"][-1]
+    assert last == {"role": "assistant", "content": "The capital of Japan is", field: True}
+    assert stream.route is not None and stream.route.resumed_by == field
+
+
+async def test_a_candidate_rejecting_the_continuation_falls_over(servers: Any) -> None:
+    first, second = servers
+    first.enqueue(Reply.text("The capital of Japan is", omit_finish_reason=True))
+    second.enqueue(Reply.error(400, message="prefill not supported"), model="m")
+    second.enqueue(Reply.text(" Tokyo."), model="n")
+    compat = {"type": "openai_compatible", "base_url": second.openai_base_url}
+    async with AsyncClient(resume_config(servers, compat, third=True), env={}) as client:
+        stream = await client.chat.completions.create(model="default", messages=HELLO, stream=True)
+        assert await read_all(stream) == "The capital of Japan is Tokyo."
+    assert stream.route is not None
+    assert [(a.model, a.outcome) for a in stream.route.attempts] == [
+        ("one/m", "interrupted"),
+        ("two/m", "error"),
+        ("three/n", "ok"),
+    ]
+    assert stream.route.notes[-1] == "resumed on three/n by instruction continuation"
+
+
+@pytest.mark.parametrize("policy", ["next", "raise"])
+async def test_a_route_chooses_what_a_content_filter_refusal_does(
+    servers: Any, policy: str
+) -> None:
+    first, second = servers
+    first.enqueue(Reply.error(400, code="content_filter", message="refused"))
+    second.enqueue(Reply.text("allowed"))
+    config = two_providers(servers, on_content_filter=policy)
+    async with AsyncClient(config, env={}) as client:
+        if policy == "next":
+            resp = await client.chat.completions.create(model="default", messages=HELLO)
+            assert resp.route is not None and resp.route.model == "two/m"
+        else:
+            with pytest.raises(ContentFilteredError):
+                await client.chat.completions.create(model="default", messages=HELLO)
+            assert second.requests == []

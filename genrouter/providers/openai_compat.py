@@ -88,6 +88,8 @@ class OpenAICompatibleProvider:
     default_key_env: ClassVar[str | None] = None
     key_required: ClassVar[bool] = False
     kept_assistant_fields: ClassVar[frozenset[str]] = frozenset()
+    # How this dialect continues a partial assistant answer (resume); see prepare_messages.
+    continuation: ClassVar[str] = "instruction"
 
     def __init__(
         self,
@@ -207,7 +209,15 @@ class OpenAICompatibleProvider:
                 for field in dropped:
                     data.pop(field, None)
             messages.append(data)
+        last = call.request.messages[-1] if call.request.messages else None
+        if last is not None and last.role == "assistant" and getattr(last, "partial", False):
+            _continue_partial(messages[-1], messages, self.continuation_method)
         return messages
+
+    @property
+    def continuation_method(self) -> str:
+        """How a partial assistant answer is continued here (the resume dialect)."""
+        return self._config.continuation or self.continuation
 
     def build_body(self, call: ProviderCall, *, stream: bool) -> dict[str, Any]:
         """The JSON body for *call*, applying the model's wire rules.
@@ -494,6 +504,30 @@ class OpenAICompatibleProvider:
     async def aclose(self) -> None:
         """Forget the SDK client, if any. The shared HTTP client belongs to the caller."""
         self._sdk = None
+
+
+CONTINUE_INSTRUCTION = (
+    "Continue your previous answer exactly where it stopped, mid-word if need be. "
+    "Do not repeat any of it and do not comment: write only the rest."
+)
+
+
+def _continue_partial(
+    assistant: dict[str, Any], messages: list[dict[str, Any]], method: str
+) -> None:
+    """Mark the trailing partial assistant message the way the dialect *method* resumes it.
+
+    ``partial``: DashScope's ``"partial": true``; ``prefix``: DeepSeek's ``"prefix": true``
+    (its beta endpoint); ``instruction``: a server without prefill sees a finished turn, so a
+    user turn asks it to go on (the executor trims any text it repeats).
+    """
+    assistant.pop("partial", None)
+    if method == "partial":
+        assistant["partial"] = True
+    elif method == "prefix":
+        assistant["prefix"] = True
+    else:
+        messages.append({"role": "user", "content": CONTINUE_INSTRUCTION})
 
 
 async def _read_some(response: httpx2.Response, limit: int = 2048) -> bytes:

@@ -174,3 +174,63 @@ class Delivered:
         concatenated into invalid JSON. Those streams raise instead of resuming.
         """
         return bool(self.text) and not self.reasoning and not self.other_output
+
+
+# An overlap this short at the seam may be chance ("a", " the"); longer ones are repeats.
+_MIN_OVERLAP = 6
+
+
+@dataclass(slots=True)
+class SeamTrimmer:
+    """Removes text a continuation repeats from what the caller already has.
+
+    A provider without prefill is asked to continue by instruction; a model may still start
+    its answer over, or repeat the last words. The first text of the continuation is held
+    while it could still be such a repeat, then passed on without the overlap, so the caller's
+    text is never repeated and the rest, whitespace at the seam included, is kept exactly.
+    """
+
+    delivered: str
+    held: str = ""
+    done: bool = False
+
+    def feed(self, text: str) -> str:
+        """The part of *text* to hand on now ("" while still deciding)."""
+        if self.done:
+            return text
+        seen = self.held + text
+        delivered = self.delivered
+        if seen in delivered:
+            if delivered.endswith(seen) and len(seen) >= _MIN_OVERLAP:
+                self.done, self.held = True, ""  # the tail (or all) was repeated: drop it
+                return ""
+            self.held = seen  # may still be a restart or a repeated tail: hold
+            return ""
+        self.done, self.held = True, ""
+        if seen.startswith(delivered):
+            return seen[len(delivered) :]
+        for size in range(min(len(seen), len(delivered)), _MIN_OVERLAP - 1, -1):
+            if delivered.endswith(seen[:size]):
+                return seen[size:]
+        return seen
+
+    def finish(self) -> str:
+        """At the stream's end: held text that repeated the caller's is dropped; a short
+        piece that only happened to occur in it is the answer's own."""
+        held, self.done, self.held = self.held, True, ""
+        return "" if len(held) >= _MIN_OVERLAP else held
+
+    def trim(self, chunk: ChatCompletionChunk) -> ChatCompletionChunk:
+        """*chunk* with its answer text trimmed (a finish reason releases anything held)."""
+        if self.done or not chunk.choices:
+            return chunk
+        choice = chunk.choices[0]
+        text = choice.delta.content
+        if text is None and choice.finish_reason is None:
+            return chunk
+        out = self.feed(text or "")
+        if choice.finish_reason is not None:
+            out += self.finish()
+        delta = choice.delta.model_copy(update={"content": out or None})
+        first = choice.model_copy(update={"delta": delta})
+        return chunk.model_copy(update={"choices": [first, *chunk.choices[1:]]})

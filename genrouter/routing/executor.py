@@ -42,7 +42,13 @@ from genrouter.errors import (
 )
 from genrouter.providers.base import Provider, ProviderCall
 from genrouter.request import ChatRequest
-from genrouter.routing.attempt import Delivered, Lease, StreamProgress, chunk_has_output
+from genrouter.routing.attempt import (
+    Delivered,
+    Lease,
+    SeamTrimmer,
+    StreamProgress,
+    chunk_has_output,
+)
 from genrouter.routing.budget import Budget
 from genrouter.routing.health import CircuitBreaker, Health, Ticket
 from genrouter.routing.hooks import AsyncHooks, Telemetry, call_hook
@@ -595,13 +601,16 @@ class Execution:
         connection after it is still a success), or the provider is marked as omitting it.
         Otherwise raises the :class:`ProviderError` that ended it.
         """
+        trimmer = None
+        if delivered.text and _continuation_method(self.env.provider_for(spec)) == "instruction":
+            trimmer = SeamTrimmer("".join(delivered.text))
         try:
             for first in opened.buffered:
-                for out in progress.take(first):
+                for out in progress.take(trimmer.trim(first) if trimmer else first):
                     delivered.add(out)
                     yield out
             while (chunk := await self._next_chunk(opened.chunks, spec)) is not None:
-                for out in progress.take(chunk):
+                for out in progress.take(trimmer.trim(chunk) if trimmer else chunk):
                     delivered.add(out)
                     yield out
         except ProviderError as error:
@@ -720,7 +729,6 @@ class Execution:
             return None
         if not has_next or not delivered.resumable():
             return None
-        self.info.resumed = True
         self.info.notes.append(f"resuming on the next candidate after {spec.id} failed mid-stream")
         return self.request.continued("".join(delivered.text))
 
@@ -747,6 +755,11 @@ class Execution:
             opened.ttft_ms, usage.completion_tokens if usage else 0, generation_s
         )
         lease.succeed(self._cost(spec, usage))
+        if prefix:
+            # Only a continuation that finished makes the stream "resumed".
+            method = _continuation_method(provider)
+            self.info.resumed, self.info.resumed_by = True, method
+            self.info.notes.append(f"resumed on {spec.id} by {method} continuation")
         await self._record(spec, "ok", lease.started, ttft_ms=opened.ttft_ms)
         await self._succeeded(spec, usage)
         return closing
@@ -779,6 +792,14 @@ class Execution:
         self.info.latency_ms = self._elapsed_ms(self.started)
         await self._record(spec, "cancelled", lease.started, ttft_ms=opened.ttft_ms)
         self._finish_span(None)
+
+
+def _continuation_method(provider: Provider) -> str:
+    """How *provider* continues a partial answer: its dialect's ``continuation_method``
+    (``partial``, ``prefix``, ``raw``, ``instruction``); a custom provider without one is
+    assumed to take the assistant prefix as it is."""
+    method = getattr(provider, "continuation_method", None)
+    return method if isinstance(method, str) else "prefill"
 
 
 def _any_finish(chunks: list[ChatCompletionChunk]) -> bool:

@@ -82,3 +82,14 @@ async def test_an_idle_unload_firing_as_a_request_arrives_keeps_the_model(
         await model._idle_task
     assert provider.is_loaded(spec)  # not unloaded right after the request
     await provider.aclose()
+
+
+async def test_a_raw_continuation_keeps_the_space_at_the_seam(tiny_qa_gguf: Path) -> None:
+    provider = LocalProvider("local", ProviderConfig(type="local"), env={})
+    spec = make_spec(tiny_qa_gguf)
+    call = make_call(spec, "What is the capital of Japan?", provider_options=grammar(" Tokyo."))
+    call.request = call.request.continued("The capital of Japan is")
+    result = await provider.complete(call)
+    assert result.choices[0].message.content == " Tokyo."  # not "Tokyo." ("isTokyo")
+    assert provider.continuation_method == "raw"
+    await provider.aclose()
