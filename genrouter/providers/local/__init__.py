@@ -243,9 +243,9 @@ class _ChunkBuilder:
             self._splitter = ThinkSplitter(starts_in_thought=event.ends_in_thought or None)
         # "A: answer": the space after "A:" belongs to the format, unless the prompt continues
         # a partial answer: then the model's first character is the seam and is kept exactly.
-        last = self._call.request.messages[-1] if self._call.request.messages else None
-        continues = bool(getattr(last, "partial", False)) and last is not None
-        self._strip_lead = event.style == "qa" and not (continues and last.role == "assistant")
+        messages = self._call.request.messages
+        continues = bool(messages) and bool(getattr(messages[-1], "partial", False))
+        self._strip_lead = event.style == "qa" and not continues
         if event.style == "qa" and self._spec.chat_format != "qa":
             self._call.notes.append(f"{self._spec.id} has no chat template; used a Q/A prompt")
 
