@@ -163,7 +163,10 @@ def test_body_defaults_options_and_extra_body(provider: OpenAIProvider) -> None:
     assert "not_wire" not in body and "enable_search" not in body
     assert body["store"] is False
     assert body["metadata"] == {"a": "b"}
-    assert body["messages"][-1] == {"role": "assistant", "content": "x"}  # no "partial"
+    # OpenAI has no prefill: the partial answer is sent without genrouter's "partial" flag,
+    # followed by a user turn asking to continue it (the "instruction" resume dialect).
+    assert body["messages"][-2] == {"role": "assistant", "content": "x"}
+    assert body["messages"][-1]["role"] == "user"
 
 
 # -- errors by status --------------------------------------------------------------------
