@@ -11,6 +11,7 @@ import asyncio
 import os
 import random
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -115,6 +116,7 @@ class AsyncClient:
                 )
         self._tokens: TokenCounter | None = token_counter
         self._schemas: SchemaCache = {}  # strict JSON schemas of response_format classes
+        self._building = threading.RLock()
         self._clock = clock
         self._closed = False
         self._localities: dict[str, tuple[bool, bool]] = {}
@@ -142,6 +144,8 @@ class AsyncClient:
             telemetry=Telemetry(tracing),
             clock=clock,
             rng=random.Random(seed),
+            provider_config=self._planner.provider_config,
+            count_tokens=self._count_text,
         )
         self.chat = AsyncChat(self)
 
@@ -186,11 +190,23 @@ class AsyncClient:
 
     def _http_client(self) -> httpx2.AsyncClient:
         if self._http is None:
+            with self._building:
+                return self._build_http()
+        return self._http
+
+    def _build_http(self) -> httpx2.AsyncClient:
+        """The one shared pool (under ``_building``: never two, whatever the threads)."""
+        if self._http is None:
             import httpx2
 
+            pool = self._config.pool
             self._http = httpx2.AsyncClient(
                 timeout=httpx2.Timeout(self._config.timeout_s, connect=5.0),
-                limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20),
+                limits=httpx2.Limits(
+                    max_connections=pool.max_connections,
+                    max_keepalive_connections=pool.max_keepalive_connections,
+                    keepalive_expiry=pool.keepalive_expiry_s,
+                ),
                 trust_env=True,
             )
         return self._http
@@ -288,6 +304,9 @@ class AsyncClient:
             self._tokens = TokenCounter()
         return self._tokens
 
+    def _count_text(self, text: str, spec: ModelSpec) -> int:
+        return self._token_counter().count_text(text, spec)
+
     def _discover_local(self) -> list[ModelSpec]:
         from genrouter.providers.local.discovery import discover_local_models
 
@@ -302,12 +321,16 @@ class AsyncClient:
             raise ConfigError("this client is closed")
         provider = self._providers.get(name)
         if provider is None:
-            try:
-                config = self._planner.provider_config(name)
-            except KeyError:
-                raise ConfigError(f"provider {name!r} is not configured") from None
-            provider = create_provider(name, config, http=self._http_client, env=self._env)
-            self._providers[name] = provider
+            # Concurrent first requests plan on worker threads: build each provider once.
+            with self._building:
+                provider = self._providers.get(name)
+                if provider is None:
+                    try:
+                        config = self._planner.provider_config(name)
+                    except KeyError:
+                        raise ConfigError(f"provider {name!r} is not configured") from None
+                    provider = create_provider(name, config, http=self._http_client, env=self._env)
+                    self._providers[name] = provider
         return provider
 
     def _provider_for(self, spec: ModelSpec) -> Provider:
@@ -334,8 +357,11 @@ class AsyncClient:
                 provider = self.provider(spec.provider)
                 known = (provider.is_remote, provider.is_remote and _off_machine(provider))
             else:
-                host = urlsplit(config.base_url).hostname if config.base_url else None
+                parts = urlsplit(config.base_url) if config.base_url else None
+                host = parts.hostname if parts else None
                 known = (True, not _is_loopback(host))
+                if parts is not None and parts.netloc:
+                    self._runtime.health.reachability.register(spec.provider, parts.netloc)
             self._localities[spec.provider] = known
         return known
 
@@ -343,6 +369,9 @@ class AsyncClient:
         known = self._off_machine.get(provider.name)
         if known is None:
             known = self._off_machine[provider.name] = _off_machine(provider)
+            base_url = getattr(provider, "base_url", None)
+            if isinstance(base_url, str) and (host := urlsplit(base_url).netloc):
+                self._runtime.health.reachability.register(provider.name, host)
         return known
 
     # -- routing ------------------------------------------------------------------------------
@@ -391,6 +420,7 @@ class AsyncClient:
             route=route,
             specs=plan.specs,
             deadline_s=request.timeout or route.deadline_s or config.timeout_s,
+            stream_idle_timeout_s=config.stream_idle_timeout_s,
             first_token_timeout_s=(
                 request.first_token_timeout
                 or route.first_token_timeout_s

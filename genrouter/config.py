@@ -34,6 +34,7 @@ __all__ = [
     "CircuitConfig",
     "Config",
     "OfflineConfig",
+    "PoolConfig",
     "ProviderConfig",
     "ProviderKind",
     "RetryConfig",
@@ -92,6 +93,13 @@ class ProviderConfig(_Strict):
     models_dir: str | None = None
     idle_unload_s: float | None = Field(default=None, gt=0)
     preload: list[str] = Field(default_factory=list)
+    # A stream is complete only when its finish_reason arrived; a server known to end good
+    # answers without one can be trusted to have finished at a clean end instead.
+    allow_missing_finish_reason: bool = False
+    # How a resumed stream continues on this provider (default: its kind's dialect):
+    # "partial" (DashScope's partial mode), "prefix" (DeepSeek's prefix completion, beta
+    # endpoint), "instruction" (no prefill: ask to continue, and trim any repeated text).
+    continuation: Literal["partial", "prefix", "instruction"] | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -222,6 +230,9 @@ class RetryConfig(_Strict):
     on: tuple[RetryOn, ...] = DEFAULT_RETRY_ON
     backoff: BackoffConfig = Field(default_factory=BackoffConfig)
     retry_after_cap_s: float = Field(default=30.0, ge=0)
+    # A Retry-After up to this is waited out on the same model; a longer one (or one longer
+    # than the time left) moves on at once and cools the model down until then.
+    max_retry_after_s: float = Field(default=5.0, ge=0)
 
 
 def _even_weights() -> dict[Literal["cost", "latency"], float]:
@@ -240,7 +251,10 @@ class RouteConfig(_Strict):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     deadline_s: float | None = Field(default=None, gt=0)
     first_token_timeout_s: float | None = Field(default=None, gt=0)
+    attempt_timeout_s: float | None = Field(default=None, gt=0)
+    stream_idle_timeout_s: float | None = Field(default=None, gt=0)
     resume: bool = False
+    on_content_filter: Literal["next", "raise"] = "next"
 
 
 class RuleMatch(_Strict):
@@ -282,6 +296,18 @@ class OfflineConfig(_Strict):
     down_for_s: float = Field(default=30.0, gt=0)
 
 
+class PoolConfig(_Strict):
+    """The client's own HTTP connection pool (shared by every remote provider).
+
+    A request waiting for a free connection is genrouter's congestion, not the model's: that
+    wait never counts against a model's health.
+    """
+
+    max_connections: int = Field(default=100, ge=1)
+    max_keepalive_connections: int = Field(default=20, ge=0)
+    keepalive_expiry_s: float = Field(default=5.0, gt=0)
+
+
 class BudgetConfig(_Strict):
     """A spending limit per client over a rolling window."""
 
@@ -304,6 +330,8 @@ class Config(_Strict):
     first_token_timeout_s: float | None = Field(default=None, gt=0)
     # A request naming a model past its shutdown date goes to its successor instead of failing.
     follow_successors: bool = False
+    stream_idle_timeout_s: float | None = Field(default=60.0, gt=0)
+    pool: PoolConfig = Field(default_factory=PoolConfig)
 
     def provider_configs(self) -> dict[str, ProviderConfig]:
         """Configured providers plus the built-in ones (``openai``, ``dashscope``, ``local``)."""

@@ -20,7 +20,10 @@
     │   ├── ContentFilteredError          the provider's content filter stopped the request
     │   ├── RateLimitError                429; ``retry_after`` in seconds when the server said
     │   ├── ProviderTimeoutError          no answer in time
-    │   │   └── FirstTokenTimeoutError    a stream produced no content in time
+    │   │   ├── FirstTokenTimeoutError    a stream produced no content within first_token_timeout
+    │   │   ├── AttemptTimeoutError       one attempt ran past its per-attempt timeout
+    │   │   ├── StreamIdleTimeoutError    a stream went silent longer than its idle timeout
+    │   │   └── DeadlineExceededError     the request's own deadline passed (not the model's fault)
     │   ├── ProviderConnectionError       refused, DNS, unreachable: the network may be down
     │   ├── ServerError                   5xx / service unavailable
     │   ├── ResponseFormatError           malformed JSON or SSE from the provider
@@ -55,6 +58,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AllCandidatesFailedError",
+    "AttemptTimeoutError",
     "AuthenticationError",
     "BadRequestError",
     "BillingError",
@@ -62,6 +66,7 @@ __all__ = [
     "ConfigError",
     "ContentFilteredError",
     "ContextWindowExceededError",
+    "DeadlineExceededError",
     "FirstTokenTimeoutError",
     "GenRouterDeprecationWarning",
     "GenRouterError",
@@ -83,6 +88,7 @@ __all__ = [
     "RedactedCause",
     "ResponseFormatError",
     "ServerError",
+    "StreamIdleTimeoutError",
     "StreamInterruptedError",
     "StructuredOutputError",
     "UnsupportedInputError",
@@ -367,6 +373,23 @@ class ProviderTimeoutError(ProviderError):
 
 class FirstTokenTimeoutError(ProviderTimeoutError):
     """A stream produced no content within the first-token timeout."""
+
+
+class AttemptTimeoutError(ProviderTimeoutError):
+    """One attempt ran past its per-attempt timeout (the route's ``attempt_timeout_s`` or the
+    provider's ``timeout_s``): a non-streamed answer, or a stream's wait for its first token."""
+
+
+class StreamIdleTimeoutError(ProviderTimeoutError):
+    """A stream sent nothing for longer than its idle timeout (``stream_idle_timeout_s``)."""
+
+
+class DeadlineExceededError(ProviderTimeoutError):
+    """The request's overall deadline (``timeout=``, ``deadline_s``) passed during an attempt.
+
+    It is the caller's limit, not the model's failure: it never counts against the model's
+    health.
+    """
 
 
 class ProviderConnectionError(ProviderError):

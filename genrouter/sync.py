@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import date
 from types import TracebackType
@@ -51,7 +53,13 @@ MessageInput = Iterable[Mapping[str, Any] | BaseModel]
 
 
 class _Portal:
-    """An event loop on its own thread; :meth:`call` runs a coroutine there and waits."""
+    """An event loop on its own thread; :meth:`call` runs a coroutine there and waits.
+
+    Closing is safe against calls on other threads: from the moment :meth:`close` starts, new
+    calls (and the next chunk of an open stream) raise; calls in flight are cancelled and
+    raise; and any call whose work could not run is woken with an error, so no thread is left
+    blocked.
+    """
 
     # How often a waiting caller wakes up, so that Ctrl-C reaches it during a long call.
     _WAKE_S = 0.2
@@ -64,13 +72,16 @@ class _Portal:
         self._thread.start()
         self._closed = False
         self._closing = threading.Lock()
+        self._stopping = False
+        self._in_flight: set[concurrent.futures.Future[Any]] = set()
+        self._in_flight_lock = threading.Lock()
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._closed or self._stopping
 
     def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        if self._closed:
+        if self._stopping or self._closed:
             raise GenRouterError("this client is closed")
         if threading.current_thread() is self._thread:
             raise GenRouterError("a sync genrouter Client cannot be used from its own hooks")
@@ -79,23 +90,34 @@ class _Portal:
             return await fn(*args, **kwargs)
 
         coro: Coroutine[Any, Any, T] = run()
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        with self._in_flight_lock:
+            if self._stopping:
+                coro.close()
+                raise GenRouterError("this client is closed")
+            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+            self._in_flight.add(future)
         try:
             while not future.done():
                 concurrent.futures.wait([future], timeout=self._WAKE_S)
         except BaseException:
             future.cancel()  # Ctrl-C (or any interruption): stop the work, not just the wait
             raise
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.discard(future)
         try:
             return future.result()
         except concurrent.futures.CancelledError:
             raise GenRouterError("the client was closed while this call was running") from None
 
     def close(self, aclose: Callable[[], Awaitable[None]]) -> None:
-        """Cancel work in flight, close open streams, run *aclose*, then stop the thread."""
+        """Refuse new calls, cancel work in flight, close open streams, run *aclose*, then
+        stop the thread (and the loop's worker threads)."""
         with self._closing:
             if self._closed:
                 return
+            with self._in_flight_lock:
+                self._stopping = True
 
             async def shutdown() -> None:
                 current = asyncio.current_task()
@@ -105,6 +127,7 @@ class _Portal:
                 await asyncio.gather(*pending, return_exceptions=True)
                 await self._loop.shutdown_asyncgens()  # streams the caller left open
                 await aclose()
+                await self._loop.shutdown_default_executor()
 
             try:
                 asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=30)
@@ -112,7 +135,19 @@ class _Portal:
                 self._closed = True
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._thread.join(timeout=5)
-                self._loop.close()
+                with self._in_flight_lock:
+                    stranded, self._in_flight = list(self._in_flight), set()
+                for future in stranded:
+                    future.cancel()  # its work never ran: wake its caller with an error
+                if not self._thread.is_alive():
+                    self._loop.close()
+
+
+def _close_dropped(portal: _Portal, aclose: Callable[[], Awaitable[None]]) -> None:
+    """A ``Client`` was garbage-collected without ``close()``: free its thread and pool."""
+    if not portal.closed and threading.current_thread() is not portal._thread:
+        with contextlib.suppress(Exception):
+            portal.close(aclose)
 
 
 class Client:
@@ -153,6 +188,8 @@ class Client:
             model_cache=model_cache,
         )
         self._portal = _Portal()
+        # A dropped Client (never closed) must not leak its portal thread and pool.
+        self._finalizer = weakref.finalize(self, _close_dropped, self._portal, self._async.aclose)
         self.chat = Chat(self)
 
     @property
@@ -196,6 +233,7 @@ class Client:
         Safe to call more than once and from any thread; calls still running in other threads
         raise :class:`~genrouter.errors.GenRouterError`.
         """
+        self._finalizer.detach()
         self._portal.close(self._async.aclose)
 
     def route(self, *, model: str = "auto", messages: MessageInput, **params: Any) -> RouteDecision:

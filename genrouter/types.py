@@ -210,6 +210,8 @@ class RouteInfo(BaseModel):
     dropped_params: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     resumed: bool = False
+    resumed_by: str | None = None  # how a resumed stream continued: "prefill", "instruction"…
+    usage_estimated: bool = False  # usage counted with the model's tokenizer, not reported
     decision: RouteDecision | None = None
     # The prompt count routing used for the model that answered, and what its server reported.
     prompt_tokens_estimated: int | None = None

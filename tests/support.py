@@ -39,11 +39,15 @@ class ScriptedProvider:
     name: str
     remote: bool = True
     credentials: bool = True
-    base_url: str = "https://example.invalid/v1"
+    base_url: str = ""  # default: https://<name>.example.invalid/v1 (one host per provider)
     scripts: dict[str, deque[Step]] = field(default_factory=lambda: defaultdict(deque))
     calls: list[ProviderCall] = field(default_factory=list)
     open_streams: int = 0
     _ids: itertools.count[int] = field(default_factory=itertools.count)
+
+    def __post_init__(self) -> None:
+        if not self.base_url:
+            self.base_url = f"https://{self.name}.example.invalid/v1"
 
     def script(self, model: str, *steps: Step) -> None:
         self.scripts[model].extend(steps)

@@ -27,6 +27,12 @@ EXPECTED = {
         "tool call: GetWeather GetWeather(city='Paris')",
         "answer: It is 21C and sunny in Paris.",
     ],
+    "resilience.py": [
+        "hung: spare/m ['AttemptTimeoutError', None]",
+        "rate limited: spare/m",
+        "next decision: cooling down until",
+        "resumed: The capital of Japan is Tokyo. ['interrupted', 'ok']",
+    ],
 }
 
 

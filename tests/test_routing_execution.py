@@ -282,12 +282,17 @@ async def test_offline_skips_remote_candidates_without_waiting() -> None:
     config = make_config(candidates=["alpha/a1", "beta/b1"], fallbacks=["home/l1"])
     config["offline"] = {"down_for_s": 20}
     client, providers = make_client(config, clock=clock)
-    refused = ProviderConnectionError("connection refused", code="connect_failed")
-    providers["alpha"].script("a1", Step(error=refused))
+    # What a machine without a network sees: name resolution fails for every host.
+    dns = ProviderConnectionError(
+        "could not connect: [Errno -3] Temporary failure in name resolution",
+        code="connect_failed",
+    )
+    providers["alpha"].script("a1", Step(error=dns))
+    providers["beta"].script("b1", Step(error=dns))
     resp = await client.chat.completions.create(model="default", messages=HELLO)
     assert resp.route is not None and resp.route.model == "home/l1"
-    # beta was skipped at once: the network is marked down after alpha's connect failure
-    assert providers["beta"].calls == []
+    # each remote was tried once, without backoff: two hosts failing DNS mark the network down
+    assert len(providers["alpha"].calls) == len(providers["beta"].calls) == 1
     assert any("offline" in n for n in resp.route.notes)
     resp = await client.chat.completions.create(model="default", messages=HELLO)
     assert resp.route is not None and resp.route.model == "home/l1"
@@ -295,11 +300,31 @@ async def test_offline_skips_remote_candidates_without_waiting() -> None:
     decision = resp.route.decision
     assert decision is not None
     assert all(
-        "offline" in (c.excluded_because or "") for c in decision.candidates if not c.fallback
+        "network marked down" in (c.excluded_because or "")
+        for c in decision.candidates
+        if not c.fallback
     )
     clock.advance(21)  # the next request probes the network again
     resp = await client.chat.completions.create(model="default", messages=HELLO)
     assert resp.route is not None and resp.route.model == "alpha/a1"
+
+
+async def test_one_refused_host_does_not_turn_off_the_other_remotes() -> None:
+    clock = ManualClock()
+    config = make_config(candidates=["alpha/a1", "beta/b1"], fallbacks=["home/l1"])
+    client, providers = make_client(config, clock=clock)
+    refused = ProviderConnectionError("connection refused", code="connect_failed")
+    providers["alpha"].script("a1", *[Step(error=refused)] * 4)
+    for _ in range(4):
+        resp = await client.chat.completions.create(model="default", messages=HELLO)
+        assert resp.route is not None and resp.route.model == "beta/b1"
+    # alpha's host is marked after its first refusal (later requests skip it without a call);
+    # a refusal proves the network works, so beta got every request
+    assert len(providers["alpha"].calls) == 1
+    assert len(providers["beta"].calls) == 4
+    assert client.health.reachability.network_down_at is None
+    assert resp.route is not None
+    assert "alpha.example.invalid unreachable" in str(resp.route.decision)
 
 
 async def test_missing_credentials_route_on_without_error() -> None:

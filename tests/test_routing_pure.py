@@ -260,15 +260,52 @@ def test_only_the_probe_moves_an_open_circuit() -> None:
 
 def test_reachability_marks_and_expires() -> None:
     reach = Reachability(OfflineConfig(down_for_s=10))
-    reach.mark_unreachable("openai", 100, whole_network=True)
-    assert "network marked down" in (reach.down_reason("dashscope", 105, whole_network=True) or "")
-    assert reach.down_reason("dashscope", 111, whole_network=True) is None
+    reach.register("openai", "api.openai.com")
+    reach.register("dashscope", "dashscope-intl.aliyuncs.com")
+    # One host failing says nothing about the network, even a DNS failure.
+    reach.mark_unreachable("openai", 100, whole_network=True, network_level=True)
+    assert reach.down_reason("dashscope", 105, whole_network=True) is None
+    assert "api.openai.com unreachable" in (
+        reach.down_reason("openai", 105, whole_network=True) or ""
+    )
+    # A second distinct host failing at the network level does.
+    reach.mark_unreachable("dashscope", 101, whole_network=True, network_level=True)
+    assert "network marked down" in (reach.down_reason("other", 105, whole_network=True) or "")
+    assert reach.down_reason("other", 112, whole_network=True) is None
+    # Refusals on two hosts prove the network works: only the hosts are marked.
+    refused = Reachability(OfflineConfig(down_for_s=10))
+    refused.mark_unreachable("a", 0, whole_network=True, network_level=False)
+    refused.mark_unreachable("b", 0, whole_network=True, network_level=False)
+    assert refused.network_down_at is None
     reach.mark_unreachable("vllm", 200, whole_network=False)
     assert reach.down_reason("openai", 201, whole_network=True) is None
     assert "vllm unreachable" in (reach.down_reason("vllm", 201, whole_network=False) or "")
+    # Providers on one host share its mark.
+    reach.register("compat", "api.openai.com")
+    reach.mark_unreachable("openai", 300, whole_network=True)
+    assert "api.openai.com" in (reach.down_reason("compat", 301, whole_network=True) or "")
     off = Reachability(OfflineConfig(enabled=False))
     off.mark_unreachable("openai", 0, whole_network=True)
     assert off.down_reason("openai", 1, whole_network=True) is None
+
+
+def test_network_level_connect_failures_are_told_from_refusals() -> None:
+    import socket
+
+    from genrouter.errors import ProviderConnectionError
+    from genrouter.routing.policy import is_network_level
+
+    def failure(cause: BaseException, text: str = "could not connect") -> ProviderConnectionError:
+        error = ProviderConnectionError(text, code="connect_failed")
+        error.__cause__ = cause
+        return error
+
+    assert is_network_level(failure(socket.gaierror(-3, "Temporary failure in name resolution")))
+    assert is_network_level(failure(OSError(101, "Network is unreachable")))
+    assert not is_network_level(failure(ConnectionRefusedError(111, "Connection refused")))
+    assert is_network_level(failure(RuntimeError("x"), "[Errno -2] Name or service not known"))
+    lost = ProviderConnectionError("reset", code="connection_lost")
+    assert not is_network_level(lost)
 
 
 def test_budget_reserve_settle_release_and_window() -> None:

@@ -83,3 +83,30 @@ def test_a_line_without_end_is_refused_beyond_the_cap() -> None:
     decoder = SSEDecoder(max_line=64)
     with pytest.raises(SSEFormatError):
         decoder.feed(b"data: " + b"x" * 100)
+
+
+def test_a_long_line_in_many_small_chunks_decodes_whole() -> None:
+    # Fed 4 KiB at a time, an 8 MiB line is joined once (linear), not re-copied per chunk.
+    payload = b"x" * (8 * 1024 * 1024)
+    wire = b"data: " + payload + b"\n\n"
+    decoder = SSEDecoder()
+    events = []
+    for start in range(0, len(wire), 4096):
+        events.extend(decoder.feed(wire[start : start + 4096]))
+    assert events == [(None, payload)]
+
+
+def test_a_long_line_over_the_cap_is_refused_while_it_grows() -> None:
+    decoder = SSEDecoder(max_line=100)
+    decoder.feed(b"data: ")
+    with pytest.raises(SSEFormatError):
+        for _ in range(50):
+            decoder.feed(b"y" * 10)
+
+
+def test_a_carriage_return_split_from_its_newline_still_ends_the_line() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: a\r") == []
+    assert decoder.feed(b"\n\r\n") == [(None, b"a")]
+    assert decoder.feed(b"data: b\r") == []
+    assert decoder.feed(b"more") == []  # the held \r ended "data: b"; "more" is a new line

@@ -34,23 +34,39 @@ class SSEFormatError(ValueError):
 class SSEDecoder:
     """Turns byte chunks (split anywhere) into complete server-sent events."""
 
-    __slots__ = ("_buffer", "_data", "_event", "_max_line", "_started")
+    __slots__ = ("_data", "_event", "_max_line", "_parts", "_pending", "_started")
 
     def __init__(self, *, max_line: int = 16 * 1024 * 1024) -> None:
         # A line longer than *max_line* is not a chat stream (a chunk is a few hundred bytes):
         # it is refused rather than buffered without bound.
         self._max_line = max_line
-        self._buffer = b""
+        # The unfinished line, in pieces: joined only once its end arrives, so a long line fed
+        # in many chunks costs linear time, not quadratic (each feed re-copying the buffer).
+        self._parts: list[bytes] = []
+        self._pending = 0
         self._data: list[bytes] = []
         self._event: str | None = None
         self._started = False
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Add *chunk*; return the events it completed (possibly none)."""
-        buffer = self._buffer + chunk if self._buffer else chunk
+        parts = self._parts
+        if (
+            self._started
+            and b"\n" not in chunk
+            and b"\r" not in chunk
+            and not (parts and parts[-1].endswith(b"\r"))
+        ):
+            # No line ends here: keep the piece and wait (the common case for a long line).
+            parts.append(chunk)
+            self._pending += len(chunk)
+            if self._pending > self._max_line:
+                raise SSEFormatError(b"".join(parts)[:120])
+            return []
+        buffer = b"".join(parts) + chunk if parts else chunk
         if not self._started and buffer:
             if len(buffer) < 3 and b"\xef\xbb\xbf".startswith(buffer):
-                self._buffer = buffer  # maybe the start of a byte-order mark: wait for more
+                self._keep(buffer)  # maybe the start of a byte-order mark: wait for more
                 return []
             self._started = True
             buffer = buffer.removeprefix(b"\xef\xbb\xbf")  # the spec allows one at the start
@@ -63,16 +79,21 @@ class SSEDecoder:
         *lines, rest = buffer.split(b"\n")
         if len(rest) > self._max_line:
             raise SSEFormatError(rest[:120])
-        self._buffer = rest + held
+        self._keep(rest + held)
         events: list[ServerSentEvent] = []
         for line in lines:
             self._line(line, events)
         return events
 
+    def _keep(self, unfinished: bytes) -> None:
+        self._parts = [unfinished] if unfinished else []
+        self._pending = len(unfinished)
+
     def flush(self) -> list[ServerSentEvent]:
         """The stream ended: return the last event if the server omitted its blank line."""
         events: list[ServerSentEvent] = []
-        rest, self._buffer = self._buffer.rstrip(b"\r"), b""
+        rest = b"".join(self._parts).rstrip(b"\r")
+        self._keep(b"")
         if rest:
             self._line(rest, events)
         self._line(b"", events)

@@ -311,6 +311,7 @@ class DashScopeProvider(OpenAICompatibleProvider):
     default_key_env: ClassVar[str | None] = "DASHSCOPE_API_KEY"
     key_required: ClassVar[bool] = True
     kept_assistant_fields: ClassVar[frozenset[str]] = frozenset({"partial"})
+    continuation: ClassVar[str] = "partial"
 
     def __init__(
         self,

@@ -51,7 +51,6 @@ from genrouter.errors import (
     AuthenticationError,
     ConfigError,
     MediaError,
-    ProviderConnectionError,
     ProviderError,
     ResponseFormatError,
     UnsupportedInputError,
@@ -60,7 +59,6 @@ from genrouter.errors import (
 )
 from genrouter.media import is_local_source, resolve_image_source
 from genrouter.providers._errors_http import (
-    CONNECTION_LOST,
     VLLM_DIALECT,
     ErrorDialect,
     error_from_payload,
@@ -70,6 +68,7 @@ from genrouter.providers._errors_http import (
 from genrouter.providers._sse import SSEDecoder, SSEFormatError
 from genrouter.providers.base import ProviderCall
 from genrouter.request import OPENAI_PARAMS
+from genrouter.routing.policy import POOL_TIMEOUT
 from genrouter.types import ChatCompletion, ChatCompletionChunk
 
 if TYPE_CHECKING:
@@ -82,6 +81,7 @@ _WIRE_PARAMS = frozenset(OPENAI_PARAMS)
 _LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
 _GENROUTER_ASSISTANT_FIELDS = ("partial", "reasoning_content")
 _DRAIN_TIMEOUT_S = 0.25
+_BACKSTOP_SLACK_S = 1.0
 
 
 class OpenAICompatibleProvider:
@@ -101,6 +101,8 @@ class OpenAICompatibleProvider:
     # validation, a missing key its chat formats) and DashScope wants the key
     # (agentscope-java#1270); OpenAI documents null.
     empty_assistant_content: ClassVar[str | None] = ""
+    # How this dialect continues a partial assistant answer (resume); see prepare_messages.
+    continuation: ClassVar[str] = "instruction"
 
     def __init__(
         self,
@@ -237,7 +239,15 @@ class OpenAICompatibleProvider:
                 if data.get("content") is None:
                     data["content"] = self.empty_assistant_content
             messages.append(data)
+        last = call.request.messages[-1] if call.request.messages else None
+        if last is not None and last.role == "assistant" and getattr(last, "partial", False):
+            _continue_partial(messages[-1], messages, self.continuation_method)
         return messages
+
+    @property
+    def continuation_method(self) -> str:
+        """How a partial assistant answer is continued here (the resume dialect)."""
+        return self._config.continuation or self.continuation
 
     def build_body(self, call: ProviderCall, *, stream: bool) -> dict[str, Any]:
         """The JSON body for *call*, applying the model's wire rules.
@@ -317,16 +327,25 @@ class OpenAICompatibleProvider:
         )
 
     def _transport_error(self, exc: httpx2.TransportError, call: ProviderCall) -> ProviderError:
-        return error_from_transport(
+        error = error_from_transport(
             exc, provider=self._name, model=call.model.model, secrets=self._secrets()
         )
+        if isinstance(exc, httpx2.PoolTimeout):
+            error.code = POOL_TIMEOUT  # our own pool was full: not the provider's failure
+        return error
 
     def _status_error(self, response: httpx2.Response, call: ProviderCall) -> ProviderError:
         error = self.map_error(response.status_code, response.content, response.headers)
         return _locate(error, call)
 
     def _format_error(
-        self, what: str, exc: Exception, call: ProviderCall, data: bytes
+        self,
+        what: str,
+        exc: Exception,
+        call: ProviderCall,
+        data: bytes,
+        *,
+        code: str | None = None,
     ) -> ResponseFormatError:
         """A redacted :class:`ResponseFormatError` whose cause is a redacted summary of *exc*.
 
@@ -343,23 +362,45 @@ class OpenAICompatibleProvider:
             f"malformed {what}: {reason} (received {shown!r})",
             provider=self._name,
             model=call.model.model,
+            code=code,
         )
         return detach(error, exc, secrets)
 
     def _unparsable(
-        self, what: str, exc: ValidationError, call: ProviderCall, data: bytes
+        self,
+        what: str,
+        exc: ValidationError,
+        call: ProviderCall,
+        data: bytes,
+        *,
+        code: str | None = None,
     ) -> ProviderError:
         """A body or event that did not validate: the vendor's error report, or malformed."""
         payload = _loads(data)
         if self.is_error_payload(payload):
             return detach(_locate(self.map_stream_error(payload), call), exc, self._secrets())
-        return self._format_error(what, exc, call, data)
+        return self._format_error(what, exc, call, data, code=code)
 
     # -- transport ----------------------------------------------------------------------
 
     def _timeout(self, call: ProviderCall) -> httpx2.Timeout:
-        total = call.timeout if call.timeout is not None else self._config.timeout_s
-        return httpx2.Timeout(total, connect=min(self._config.connect_timeout_s, total))
+        """httpx's limits for one call: a backstop behind the executor's clocks.
+
+        The executor owns every time limit (it passes the time the attempt may take as
+        ``call.timeout``); reads and writes get a little more so that its own, typed expiry
+        fires first. The wait for a free connection in the shared pool gets a little less, so
+        a full pool shows as ``pool_timeout`` (our congestion) rather than as the model's
+        attempt timeout.
+        """
+        if call.timeout is None:
+            total = self._config.timeout_s
+            return httpx2.Timeout(total, connect=min(self._config.connect_timeout_s, total))
+        total = call.timeout
+        return httpx2.Timeout(
+            total + _BACKSTOP_SLACK_S,
+            connect=min(self._config.connect_timeout_s, total + _BACKSTOP_SLACK_S),
+            pool=max(total * 0.9, 0.001),
+        )
 
     async def _prepare(
         self, call: ProviderCall, *, stream: bool
@@ -416,7 +457,9 @@ class OpenAICompatibleProvider:
         try:
             return ChatCompletion.model_validate_json(content)
         except ValidationError as exc:
-            failure = self._unparsable("completion", exc, call, content)
+            head = content.lstrip()[:1]
+            code = "empty_body" if not head else (None if head in b"{[" else "not_json")
+            failure = self._unparsable("completion", exc, call, content, code=code)
         raise failure  # outside the except: the raw validation error must not become context
 
     async def stream(self, call: ProviderCall) -> AsyncGenerator[ChatCompletionChunk, None]:
@@ -424,8 +467,9 @@ class OpenAICompatibleProvider:
 
         The HTTP response is closed when the generator ends, however it ends (finished,
         ``aclose()`` by a caller that stopped early, cancellation), so the connection goes
-        back to the pool or is dropped, never leaked. A stream that breaks before ``[DONE]``
-        (or a finish reason) raises ``ProviderConnectionError(code="connection_lost")``.
+        back to the pool or is dropped, never leaked. A connection that breaks raises
+        ``ProviderConnectionError(code="connection_lost")``; a body that ends cleanly simply
+        ends (the executor judges whether the answer finished).
         """
         body, key = await self._prepare(call, stream=True)
         if self._config.use_sdk:
@@ -458,42 +502,52 @@ class OpenAICompatibleProvider:
     async def iter_chunks(
         self, response: httpx2.Response, call: ProviderCall
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
-        """Parse an open SSE response into chunks until ``[DONE]``. The caller closes it."""
+        """Parse an open SSE response into chunks until ``[DONE]`` or the body's end.
+
+        It reports the wire as it is: whether the answer is complete (its ``finish_reason``
+        arrived) is the executor's judgement. A 200 whose body holds no event at all (empty,
+        what llama.cpp's server sends for a prompt over its context) or is not an event stream
+        (an HTML error page) raises :class:`ResponseFormatError` with code ``empty_body`` /
+        ``not_event_stream``. The caller closes the response.
+        """
+        content_type = response.headers.get("content-type", "")
+        if content_type.startswith("text/html"):
+            body = await _read_some(response)
+            raise self._format_error(
+                "event stream", ValueError("an HTML page"), call, body, code="not_event_stream"
+            )
         decoder = SSEDecoder()
-        finished = False
+        events = 0
         malformed: ProviderError | None = None
         try:
             async with contextlib.aclosing(response.aiter_bytes()) as byte_stream:
                 async for raw in byte_stream:
                     for _event, data in decoder.feed(raw):
+                        events += 1
                         if data.strip() == b"[DONE]":
                             await _drain(byte_stream)
                             return
-                        chunk = self._parse_chunk(data, call)
-                        if not finished:
-                            finished = any(c.finish_reason for c in chunk.choices)
-                        yield chunk
+                        yield self._parse_chunk(data, call)
             for _event, data in decoder.flush():
+                events += 1
                 if data.strip() == b"[DONE]":
                     return
-                chunk = self._parse_chunk(data, call)
-                finished = finished or any(c.finish_reason for c in chunk.choices)
-                yield chunk
+                yield self._parse_chunk(data, call)
         except httpx2.TransportError as exc:
             raise self._transport_error(exc, call) from exc
         except httpx2.DecodingError as exc:
             raise self._format_error("event stream", exc, call, b"") from exc
         except SSEFormatError as exc:
-            malformed = self._format_error("event stream", exc, call, exc.line)
+            code = None if events else "not_event_stream"
+            malformed = self._format_error("event stream", exc, call, exc.line, code=code)
         if malformed is not None:
             raise malformed  # outside the except: the offending line may hold a key
-        if not finished:
-            # The body ended cleanly but the answer did not: the server went away mid-answer.
-            raise ProviderConnectionError(
-                "the stream ended before the answer finished (no [DONE] and no finish_reason)",
+        if not events:
+            raise ResponseFormatError(
+                "HTTP 200 with an empty event stream (no event, no [DONE])",
                 provider=self._name,
                 model=call.model.model,
-                code=CONNECTION_LOST,
+                code="empty_body",
             )
 
     def _parse_chunk(self, data: bytes, call: ProviderCall) -> ChatCompletionChunk:
@@ -511,6 +565,42 @@ class OpenAICompatibleProvider:
     async def aclose(self) -> None:
         """Forget the SDK client, if any. The shared HTTP client belongs to the caller."""
         self._sdk = None
+
+
+CONTINUE_INSTRUCTION = (
+    "Continue your previous answer exactly where it stopped, mid-word if need be. "
+    "Do not repeat any of it and do not comment: write only the rest."
+)
+
+
+def _continue_partial(
+    assistant: dict[str, Any], messages: list[dict[str, Any]], method: str
+) -> None:
+    """Mark the trailing partial assistant message the way the dialect *method* resumes it.
+
+    ``partial``: DashScope's ``"partial": true``; ``prefix``: DeepSeek's ``"prefix": true``
+    (its beta endpoint); ``instruction``: a server without prefill sees a finished turn, so a
+    user turn asks it to go on (the executor trims any text it repeats).
+    """
+    assistant.pop("partial", None)
+    if method == "partial":
+        assistant["partial"] = True
+    elif method == "prefix":
+        assistant["prefix"] = True
+    else:
+        messages.append({"role": "user", "content": CONTINUE_INSTRUCTION})
+
+
+async def _read_some(response: httpx2.Response, limit: int = 2048) -> bytes:
+    """Up to *limit* bytes of a body that is not what was expected (for the error message)."""
+    data = b""
+    with contextlib.suppress(httpx2.TransportError, httpx2.DecodingError, TimeoutError):
+        async with asyncio.timeout(_DRAIN_TIMEOUT_S):
+            async for piece in response.aiter_bytes():
+                data += piece
+                if len(data) >= limit:
+                    break
+    return data[:limit]
 
 
 async def _drain(byte_stream: AsyncIterator[bytes]) -> None:

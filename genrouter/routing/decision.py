@@ -141,6 +141,12 @@ def _exclusion(
     max_latency = route.max_latency_ms
     if max_latency is not None and latency > max_latency:
         return f"estimated {latency:.0f} ms exceeds the route's max {max_latency:g} ms"
+    if budget_left is not None and cost is None:
+        # Unknown price is not free: under a budget the model could spend without a bound.
+        return (
+            f"no price known and the client has a budget: set input_price/output_price "
+            f"under [models.{spec.id!r}]"
+        )
     if budget_left is not None and cost and cost > budget_left:
         return f"over budget: estimated ${cost or 0.0:.6f}, ${max(budget_left, 0.0):.6f} left"
     return None

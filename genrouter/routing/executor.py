@@ -1,16 +1,24 @@
-"""Carrying out a route plan: attempts, retries, fallbacks, health and budget bookkeeping.
+"""Carrying out a route plan: attempts, retries, fallbacks, clocks, health and budget bookkeeping.
 
 One state machine serves both shapes of call. A *candidate attempt* is "get an answer" for a
 complete call and "open the stream and wait for its first content" for a streamed one; until
-that point any failure (first-token timeout included) is retried or failed over invisibly.
-Once a stream has handed content to the caller, a failure raises
+that point any failure (a timeout included) is retried or failed over invisibly. Once a
+stream has handed content to the caller, a failure raises
 :class:`~genrouter.errors.StreamInterruptedError` with exactly the text delivered, or, with
 ``resume=True``, continues on the next candidate from that text.
+
+The executor owns every clock of a request (no provider keeps its own): the overall deadline
+(:class:`~genrouter.errors.DeadlineExceededError`, never the model's fault), the per-attempt
+timeout (:class:`~genrouter.errors.AttemptTimeoutError`), the first-token timeout
+(:class:`~genrouter.errors.FirstTokenTimeoutError`) and the stream idle timeout
+(:class:`~genrouter.errors.StreamIdleTimeoutError`). A stream is complete only when its
+``finish_reason`` arrived.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
@@ -18,22 +26,42 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from genrouter.catalog import ModelSpec
-from genrouter.config import RouteConfig
+from genrouter.config import ProviderConfig, RouteConfig
 from genrouter.errors import (
     AllCandidatesFailedError,
+    AttemptTimeoutError,
     ContextWindowExceededError,
+    DeadlineExceededError,
     FirstTokenTimeoutError,
     GenRouterError,
+    ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
+    StreamIdleTimeoutError,
     StreamInterruptedError,
 )
 from genrouter.providers.base import Provider, ProviderCall, aclose_if_possible
 from genrouter.request import ChatRequest
-from genrouter.routing.budget import Budget, Reservation
-from genrouter.routing.health import Health, Ticket
+from genrouter.routing.attempt import (
+    Delivered,
+    Lease,
+    SeamTrimmer,
+    StreamProgress,
+    chunk_has_output,
+)
+from genrouter.routing.budget import Budget
+from genrouter.routing.health import CircuitBreaker, Health, Ticket
 from genrouter.routing.hooks import AsyncHooks, Telemetry, call_hook
-from genrouter.routing.policy import Action, backoff_delay, classify, is_connect_failure
+from genrouter.routing.policy import (
+    INCOMPLETE_STREAM,
+    Action,
+    backoff_delay,
+    classify,
+    counts_against_health,
+    is_connect_failure,
+    is_network_level,
+    waits_out_retry_after,
+)
 from genrouter.types import (
     Attempt,
     AttemptOutcome,
@@ -51,7 +79,12 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class RuntimeEnv:
-    """The client state an execution needs: providers, health, budget, hooks, clock."""
+    """The client state an execution needs: providers, health, budget, hooks, clock.
+
+    ``provider_config`` gives a provider's settings (its ``timeout_s``, whether it may omit
+    ``finish_reason``); ``count_tokens`` counts text with a model's tokenizer, for usage the
+    server did not report.
+    """
 
     provider_for: Callable[[ModelSpec], Provider]
     is_off_machine: Callable[[Provider], bool]
@@ -62,15 +95,64 @@ class RuntimeEnv:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rng: random.Random = field(default_factory=random.Random)
+    provider_config: Callable[[str], ProviderConfig] | None = None
+    count_tokens: Callable[[str, ModelSpec], int] | None = None
 
 
-def chunk_has_output(chunk: ChatCompletionChunk) -> bool:
-    """Whether a chunk carries anything the caller would see (text, reasoning, tool calls)."""
-    for choice in chunk.choices:
-        delta = choice.delta
-        if delta.content or delta.reasoning_content or delta.tool_calls or delta.refusal:
-            return True
-    return False
+class _Watchdog:
+    """One stream's chunk clock, at a float assignment per chunk.
+
+    A fresh ``asyncio.timeout`` around every chunk costs a timer handle each (tens of µs per
+    chunk measured here). This keeps one handle per stream instead: each wait only moves the
+    due time, and a handle that fires early (the stream moved on since it was set) re-arms
+    itself at the current due time. When a wait really passes its due time, the waiting task
+    is cancelled and :meth:`next` turns that into ``TimeoutError``.
+    """
+
+    __slots__ = ("_due", "_fired", "_handle", "_task")
+
+    def __init__(self) -> None:
+        self._due = 0.0
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[object] | None = None
+        self._fired = False
+
+    async def next(
+        self, chunks: AsyncIterator[ChatCompletionChunk], limit: float
+    ) -> ChatCompletionChunk:
+        loop = asyncio.get_running_loop()
+        self._due = loop.time() + limit
+        self._task = asyncio.current_task()
+        if self._handle is None or self._handle.when() > self._due:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._handle = loop.call_at(self._due, self._fire)
+        try:
+            return await anext(chunks)
+        except asyncio.CancelledError:
+            if self._fired and self._task is not None and self._task.uncancel() == 0:
+                self._fired = False
+                raise TimeoutError from None
+            raise
+        finally:
+            self._task = None
+
+    def _fire(self) -> None:
+        self._handle = None
+        task = self._task
+        if task is None:
+            return  # not waiting now: the next wait arms a new handle
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._due:
+            self._handle = loop.call_at(self._due, self._fire)
+            return
+        self._fired = True
+        task.cancel()
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 @dataclass(slots=True)
@@ -84,49 +166,10 @@ class _Opened:
 
 @dataclass(slots=True)
 class _Success(Generic[T]):
-    """A candidate attempt that worked: its value, when it started, its budget reservation,
-    and the circuit-breaker ticket it went through on."""
+    """A candidate attempt that worked: its value and the lease it holds."""
 
     value: T
-    started: float
-    reservation: Reservation | None
-    ticket: Ticket
-
-
-@dataclass(slots=True)
-class _Delivered:
-    """What a stream has handed to the caller so far (for interruption and resume)."""
-
-    text: list[str] = field(default_factory=list)
-    reasoning: list[str] = field(default_factory=list)
-    usage: list[Usage] = field(default_factory=list)
-    other_output: bool = False  # tool calls, refusals, extra choices: not resumable as text
-    finished: bool = False  # a finish_reason reached the caller
-
-    def add(self, chunk: ChatCompletionChunk) -> None:
-        for choice in chunk.choices:
-            delta = choice.delta
-            if choice.index != 0:
-                self.other_output = self.other_output or chunk_has_output(chunk)
-                continue
-            if delta.content:
-                self.text.append(delta.content)
-            if delta.reasoning_content:
-                self.reasoning.append(delta.reasoning_content)
-            if delta.tool_calls or delta.refusal:
-                self.other_output = True
-            if choice.finish_reason is not None:
-                self.finished = True
-        if chunk.usage is not None:
-            self.usage.append(chunk.usage)
-
-    def resumable(self) -> bool:
-        """Whether a continuation can pick up from here: plain answer text only.
-
-        Reasoning would be thought again and re-sent; tool-call arguments would be
-        concatenated into invalid JSON. Those streams raise instead of resuming.
-        """
-        return bool(self.text) and not self.reasoning and not self.other_output
+    lease: Lease
 
 
 class Execution:
@@ -142,6 +185,7 @@ class Execution:
         specs: Mapping[str, ModelSpec],
         deadline_s: float,
         first_token_timeout_s: float | None,
+        stream_idle_timeout_s: float | None = None,
     ) -> None:
         self.env = env
         self.request = request
@@ -151,7 +195,9 @@ class Execution:
         self.started = env.clock()
         self.deadline = self.started + deadline_s
         self.first_token_timeout = first_token_timeout_s
+        self.idle_timeout = route.stream_idle_timeout_s or stream_idle_timeout_s
         self._estimates = {c.model: c.estimated_cost_usd for c in decision.candidates}
+        self._prompt_tokens = {c.model: c.prompt_tokens for c in decision.candidates}
         self.info = RouteInfo(
             route=decision.route,
             decision=decision,
@@ -159,6 +205,66 @@ class Execution:
         )
         self.errors: list[Exception] = []
         self._span = env.telemetry.start(request.model)
+        self._span_open = True
+
+    # -- clocks: every time limit of the request lives here ------------------------------------
+
+    def _provider_setting(self, spec: ModelSpec) -> ProviderConfig | None:
+        lookup = self.env.provider_config
+        return None if lookup is None else lookup(spec.provider)
+
+    def _attempt_limit(
+        self, spec: ModelSpec, *, first_token: bool
+    ) -> tuple[float, type[ProviderTimeoutError], str]:
+        """The tightest clock on an attempt starting now: ``(seconds, error class, what)``.
+
+        The request's deadline always applies; the per-attempt timeout (the route's
+        ``attempt_timeout_s``, else the provider's ``timeout_s``) bounds a non-streamed attempt
+        and a stream's wait for its first content, as does ``first_token_timeout`` for streams.
+        On a tie the deadline wins: it is the caller's clock.
+        """
+        left = self.deadline - self.env.clock()
+        limits: list[tuple[float, type[ProviderTimeoutError], str]] = [
+            (left, DeadlineExceededError, "the request's deadline")
+        ]
+        per_attempt = self.route.attempt_timeout_s
+        if per_attempt is None:
+            setting = self._provider_setting(spec)
+            per_attempt = None if setting is None else setting.timeout_s
+        if per_attempt is not None:
+            limits.append((per_attempt, AttemptTimeoutError, "the attempt timeout"))
+        if first_token and self.first_token_timeout is not None:
+            limits.append((self.first_token_timeout, FirstTokenTimeoutError, "first_token_timeout"))
+        limit = min(limits, key=lambda item: item[0])
+        return max(limit[0], 0.0), limit[1], limit[2]
+
+    @staticmethod
+    def _expired(
+        kind: type[ProviderTimeoutError], what: str, limit: float, spec: ModelSpec, doing: str
+    ) -> ProviderTimeoutError:
+        return kind(
+            f"{doing} exceeded {what} ({limit:.3f}s)", provider=spec.provider, model=spec.model
+        )
+
+    async def _next_chunk(
+        self, chunks: AsyncIterator[ChatCompletionChunk], spec: ModelSpec, watch: _Watchdog
+    ) -> ChatCompletionChunk | None:
+        """The stream's next chunk (``None`` at its end) within the deadline and idle timeout."""
+        left = self.deadline - self.env.clock()
+        idle = self.idle_timeout
+        kind: type[ProviderTimeoutError]
+        if idle is not None and idle < left:
+            limit, kind, what = idle, StreamIdleTimeoutError, "stream_idle_timeout"
+        else:
+            limit, kind, what = left, DeadlineExceededError, "the request's deadline"
+        if limit <= 0:
+            raise self._expired(kind, what, 0.0, spec, "the stream")
+        try:
+            return await watch.next(chunks, limit)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError as exc:
+            raise self._expired(kind, what, limit, spec, "waiting for the next chunk") from exc
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -193,14 +299,17 @@ class Execution:
     def _skip_reason(self, spec: ModelSpec, provider: Provider) -> str | None:
         """Why a planned candidate must be skipped now (state changed since the decision).
 
-        A connection failure earlier in this request skips a remote candidate of that provider
-        (of every remote provider, when the network is marked down) only when a candidate that
-        is not marked is still ahead, such as a local model: that is the offline fallback.
-        Without one, the marked candidates are still worth their try.
+        A connection failure earlier in this request skips a remote candidate on that host
+        (every remote one, when the network is marked down) only when a candidate that is not
+        marked is still ahead, such as a local model: that is the offline fallback. Without
+        one, the marked candidates are still worth their try.
         """
         now = self.env.clock()
         if now >= self.deadline:
             return "deadline passed"
+        cooling = self.env.health.cooling_reason(spec.id, now)
+        if cooling is not None:
+            return cooling
         if provider.is_remote and self._unmarked_ahead(spec, now):
             reach = self.env.health.reachability.down_reason(
                 spec.provider,
@@ -228,61 +337,74 @@ class Execution:
         return False
 
     def _note_failure(
-        self, spec: ModelSpec, provider: Provider, error: BaseException, ticket: Ticket
+        self, lease: Lease, provider: Provider, error: BaseException, cost: float | None = None
     ) -> None:
-        now = self.env.clock()
+        """Settle a failed attempt's lease: health per :func:`counts_against_health`, and
+        *cost* charged (an interrupted stream pays for what it delivered)."""
         if is_connect_failure(error) and provider.is_remote:
             self.env.health.reachability.mark_unreachable(
-                spec.provider, now, whole_network=self.env.is_off_machine(provider)
+                lease.spec.provider,
+                self.env.clock(),
+                whole_network=self.env.is_off_machine(provider),
+                network_level=is_network_level(error),
             )
-        circuit = self.env.health.circuit(spec.id)
-        transient = classify(error, self.route.retry) is Action.RETRY
-        # A slow first token is the model's health too, though it moves on rather than retries.
-        if transient or is_connect_failure(error) or isinstance(error, FirstTokenTimeoutError):
-            circuit.record_failure(now, ticket)
-        else:
-            circuit.release(ticket)
+        lease.fail(counts=counts_against_health(error, self.route.retry), cost=cost)
 
-    def _note_success(self, spec: ModelSpec, provider: Provider, ticket: Ticket) -> None:
-        self.env.health.circuit(spec.id).record_success(ticket)
+    def _note_reachable(self, spec: ModelSpec, provider: Provider) -> None:
         if provider.is_remote:
             self.env.health.reachability.mark_reachable(
                 spec.provider, whole_network=self.env.is_off_machine(provider)
             )
 
-    def _reserve(self, spec: ModelSpec) -> tuple[bool, Reservation | None]:
-        """Set the estimate aside in one step with the check; ``(False, None)``: over budget."""
+    def _lease(self, spec: ModelSpec, circuit: CircuitBreaker, ticket: Ticket) -> Lease | None:
+        """Set the estimate aside in one step with the check; ``None``: over budget."""
         budget = self.env.budget
-        if budget is None:
-            return True, None
-        reservation = budget.try_reserve(self._estimates.get(spec.id) or 0.0, self.env.clock())
-        return reservation is not None, reservation
+        reservation = None
+        if budget is not None:
+            reservation = budget.try_reserve(self._estimates.get(spec.id) or 0.0, self.env.clock())
+            if reservation is None:
+                circuit.release(ticket)
+                return None
+        clock = self.env.clock
+        return Lease(spec, circuit, ticket, budget, reservation, clock, clock())
 
-    def _release(self, reservation: Reservation | None) -> None:
-        if reservation is not None and self.env.budget is not None:
-            self.env.budget.release(reservation)
-
-    def _settle(
-        self, reservation: Reservation | None, spec: ModelSpec, usage: Usage | None
-    ) -> None:
-        cost = None
-        if usage is not None:
-            cost = spec.estimate_cost(
-                usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
-            )
+    def _cost(self, spec: ModelSpec, usage: Usage | None) -> float | None:
+        if usage is None:
+            return None
+        if not self.info.usage_estimated:
+            # Only a count the server reported teaches the prompt-estimate calibration.
             self.env.health.prompt_calibration.observe_route(
                 self.info, spec.id, usage.prompt_tokens
             )
+        cost = spec.estimate_cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
         if cost is not None:
             self.info.cost_usd = round((self.info.cost_usd or 0.0) + cost, 12)
-        if reservation is not None and self.env.budget is not None:
-            self.env.budget.settle(reservation, cost, self.env.clock())
+        return cost
+
+    def _estimate_usage(self, spec: ModelSpec, text: str, prefix: str = "") -> Usage | None:
+        """Usage counted with the model's tokenizer, for servers that report none."""
+        count = self.env.count_tokens
+        if count is None:
+            return None
+        prompt = self._prompt_tokens.get(spec.id) or 0
+        if prefix:
+            prompt += count(prefix, spec)
+        completion = count(text, spec) if text else 0
+        self.info.usage_estimated = True
+        return Usage(
+            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+        )
 
     def _merge_call_notes(self, call: ProviderCall) -> None:
         for name in call.dropped_params:
             if name not in self.info.dropped_params:
                 self.info.dropped_params.append(name)
         self.info.notes.extend(n for n in call.notes if n not in self.info.notes)
+
+    def _finish_span(self, error: BaseException | None) -> None:
+        if self._span_open:
+            self._span_open = False
+            self.env.telemetry.finish(self._span, self.info, error)
 
     # -- the attempt loop shared by both call shapes --------------------------------------------
 
@@ -302,30 +424,29 @@ class Execution:
             if ticket is None:
                 self.info.notes.append(f"skipped {spec.id}: {reason or 'circuit open'}")
                 return None
-            fits, reservation = self._reserve(spec)
-            if not fits:
-                circuit.release(ticket)
+            lease = self._lease(spec, circuit, ticket)
+            if lease is None:
                 self.info.notes.append(f"skipped {spec.id}: over budget")
                 return None
-            started = self.env.clock()
-            # From here on every exit releases the ticket and the reservation, or hands both on.
+            # From here on every exit settles the lease or hands it on.
             try:
                 if self.env.hooks.on_attempt_start is not None:
                     await call_hook(self.env.hooks.on_attempt_start, spec.id, number)
-                call = ProviderCall(request, spec, timeout=max(self.deadline - started, 0.001))
+                left = max(self.deadline - lease.started, 0.001)
+                call = ProviderCall(request, spec, timeout=left)
                 result = await once(provider, call)
             except asyncio.CancelledError:
-                self._release(reservation)
-                circuit.release(ticket)
-                await self._record(spec, "cancelled", started)
+                lease.release()
+                await self._record(spec, "cancelled", lease.started)
                 raise
             except GenRouterError as error:
-                self._release(reservation)
-                self._note_failure(spec, provider, error, ticket)
+                self._note_failure(lease, provider, error)
                 delay = self._retry_delay(spec, provider, error, number)
-                await self._record(spec, "error", started, error=error, retry_delay_s=delay)
+                await self._record(spec, "error", lease.started, error=error, retry_delay_s=delay)
                 self.errors.append(error)
-                if classify(error, retry) is Action.RAISE:
+                action = classify(error, retry, on_content_filter=self.route.on_content_filter)
+                if action is Action.RAISE:
+                    self._finish_span(error)
                     raise
                 if delay is None:
                     return None
@@ -334,29 +455,47 @@ class Execution:
             except Exception as error:
                 # A provider that raises outside the error tree has a bug: surface it, but
                 # leave the client's health and budget as they were.
-                self._release(reservation)
-                circuit.release(ticket)
-                await self._record(spec, "error", started, error=error)
+                lease.release()
+                await self._record(spec, "error", lease.started, error=error)
+                self._finish_span(error)
                 raise
             self._merge_call_notes(call)
-            return _Success(result, started, reservation, ticket)
+            return _Success(result, lease)
         return None
 
     def _retry_delay(
         self, spec: ModelSpec, provider: Provider, error: GenRouterError, number: int
     ) -> float | None:
-        """Seconds to wait before retrying this candidate, or ``None`` to move on."""
+        """Seconds to wait before retrying this candidate, or ``None`` to move on.
+
+        A ``Retry-After`` too long to wait out (see :func:`waits_out_retry_after`) is not a
+        sleep but routing: the model cools down until then, across requests, and the next
+        candidate gets this one at once.
+        """
         retry = self.route.retry
+        now = self.env.clock()
+        retry_after = getattr(error, "retry_after", None)
+        if (
+            isinstance(retry_after, int | float)
+            and retry_after > 0
+            and not waits_out_retry_after(retry_after, retry, self.deadline - now)
+        ):
+            self.env.health.cool_down(spec.id, now, retry_after)
+            self.info.notes.append(
+                f"moved on from {spec.id}: Retry-After {retry_after:g}s; "
+                + (self.env.health.cooling_reason(spec.id, now) or "cooling down")
+            )
+            return None
         if classify(error, retry) is not Action.RETRY or number >= retry.attempts:
             return None
         delay = backoff_delay(
             number,
             retry.backoff,
-            retry_after=getattr(error, "retry_after", None),
+            retry_after=retry_after,
             retry_after_cap=retry.retry_after_cap_s,
             rng=self.env.rng,
         )
-        if self.env.clock() + delay >= self.deadline:
+        if now + delay >= self.deadline:
             return None
         skip = self._skip_reason(spec, provider)
         if skip is not None:
@@ -394,7 +533,7 @@ class Execution:
             self.errors or [GenRouterError("no candidate could be tried")],
             route=self.info,
         )
-        self.env.telemetry.finish(self._span, self.info, err)
+        self._finish_span(err)
         return err
 
     async def _succeeded(self, spec: ModelSpec, usage: Usage | None) -> None:
@@ -403,31 +542,34 @@ class Execution:
         self.info.latency_ms = self._elapsed_ms(self.started)
         if usage is not None:
             self.env.telemetry.usage(self._span, usage.prompt_tokens, usage.completion_tokens)
-        self.env.telemetry.finish(self._span, self.info, None)
+        self._finish_span(None)
         if self.env.hooks.on_complete is not None:
             await call_hook(self.env.hooks.on_complete, self.info)
 
     # -- complete ------------------------------------------------------------------------------
 
     async def _complete_once(self, provider: Provider, call: ProviderCall) -> ChatCompletion:
-        if provider.is_remote:
-            # Remote providers bound every connect/read/write by ``call.timeout`` (the time
-            # left) themselves; a second timer here would cost more than the request's
-            # routing (measured in bench/overhead.py).
-            return await provider.complete(call)
-        remaining = self.deadline - self.env.clock()
+        spec = call.model
+        limit, kind, what = self._attempt_limit(spec, first_token=False)
+        call.timeout = max(limit, 0.001)
+        timer = asyncio.timeout(limit)
         try:
-            async with asyncio.timeout(remaining):
+            async with timer:
                 return await provider.complete(call)
         except TimeoutError as exc:
-            raise ProviderTimeoutError(
-                f"no answer within the request deadline ({remaining:.1f}s left)",
-                provider=call.model.provider,
-                model=call.model.model,
-            ) from exc
+            if not timer.expired():
+                raise
+            raise self._expired(kind, what, limit, spec, "the answer") from exc
 
     async def complete(self) -> ChatCompletion:
         """Run the plan for a complete (non-streamed) answer."""
+        try:
+            return await self._complete()
+        except BaseException as error:
+            self._finish_span(error)
+            raise
+
+    async def _complete(self) -> ChatCompletion:
         plan = self._plan_specs()
         index = 0
         while index < len(plan):
@@ -437,15 +579,18 @@ class Execution:
             if outcome is None:
                 index = await self._moved_on(plan, index)
                 continue
-            response, started = outcome.value, outcome.started
-            self._note_success(spec, self.env.provider_for(spec), outcome.ticket)
+            response, lease = outcome.value, outcome.lease
+            self._note_reachable(spec, self.env.provider_for(spec))
             usage = response.usage
+            if usage is None:
+                text = "".join(c.message.content or "" for c in response.choices)
+                usage = response.usage = self._estimate_usage(spec, text)
             if usage is not None:
                 self.env.health.stats(spec.id).observe(
-                    None, usage.completion_tokens, self._elapsed_ms(started) / 1000.0
+                    None, usage.completion_tokens, self._elapsed_ms(lease.started) / 1000.0
                 )
-            self._settle(outcome.reservation, spec, usage)
-            await self._record(spec, "ok", started)
+            lease.succeed(self._cost(spec, usage))
+            await self._record(spec, "ok", lease.started)
             await self._succeeded(spec, usage)
             response.route = self.info
             return response
@@ -455,44 +600,107 @@ class Execution:
 
     async def _open_stream(self, provider: Provider, call: ProviderCall) -> _Opened:
         started = self.env.clock()
+        spec = call.model
+        limit, kind, what = self._attempt_limit(spec, first_token=True)
         chunks = provider.stream(call)
         buffered: list[ChatCompletionChunk] = []
-        limit = self.deadline - started
-        if self.first_token_timeout is not None:
-            limit = min(limit, self.first_token_timeout)
+        timer = asyncio.timeout(limit)
+        output = False
         try:
-            async with asyncio.timeout(limit):
+            async with timer:
                 async for chunk in chunks:
                     buffered.append(chunk)
                     if chunk_has_output(chunk):
+                        output = True
                         break
         except TimeoutError as exc:
             await aclose_if_possible(chunks)
-            raise FirstTokenTimeoutError(
-                f"no content within {limit:.3f}s",
-                provider=call.model.provider,
-                model=call.model.model,
-            ) from exc
+            if not timer.expired():
+                raise
+            raise self._expired(kind, what, limit, spec, "waiting for the first content") from exc
         except BaseException:
             await aclose_if_possible(chunks)
             raise
+        if not output and not self._finish_optional(spec) and not _any_finish(buffered):
+            # A bare [DONE] or a clean close before any content and without a finish_reason:
+            # nothing was answered (llama.cpp's server ends a request it interrupted this way).
+            raise ProviderConnectionError(
+                "the stream ended before any content and without a finish_reason",
+                provider=spec.provider,
+                model=spec.model,
+                code=INCOMPLETE_STREAM,
+            )
         return _Opened(chunks, buffered, self._elapsed_ms(started))
 
-    def _interrupted(self, spec: ModelSpec, delivered: _Delivered, error: BaseException) -> None:
+    def _finish_optional(self, spec: ModelSpec) -> bool:
+        setting = self._provider_setting(spec)
+        return setting is not None and setting.allow_missing_finish_reason
+
+    def _interrupted(
+        self, spec: ModelSpec, delivered: Delivered, error: BaseException
+    ) -> StreamInterruptedError:
         self.info.model, self.info.provider = spec.id, spec.provider
         self.info.latency_ms = self._elapsed_ms(self.started)
-        self.env.telemetry.finish(self._span, self.info, error)
-        raise StreamInterruptedError(
+        self._finish_span(error)
+        return StreamInterruptedError(
             f"stream from {spec.id} broke after delivering output: {error}",
             partial_text="".join(delivered.text),
             partial_reasoning="".join(delivered.reasoning),
             route=self.info,
-        ) from error
+        )
+
+    async def _relay(
+        self, spec: ModelSpec, opened: _Opened, progress: StreamProgress, delivered: Delivered
+    ) -> AsyncGenerator[ChatCompletionChunk, None]:
+        """Pass one attempt's chunks on, each within the stream's clocks.
+
+        Ends normally only when the answer is complete: its finish_reason arrived (a lost
+        connection after it is still a success), or the provider is marked as omitting it.
+        Otherwise raises the :class:`ProviderError` that ended it.
+        """
+        watch = _Watchdog()
+        trimmer = None
+        if delivered.text and _continuation_method(self.env.provider_for(spec)) == "instruction":
+            trimmer = SeamTrimmer("".join(delivered.text))
+        try:
+            for first in opened.buffered:
+                for out in progress.take(trimmer.trim(first) if trimmer else first):
+                    delivered.add(out)
+                    yield out
+            while (chunk := await self._next_chunk(opened.chunks, spec, watch)) is not None:
+                for out in progress.take(trimmer.trim(chunk) if trimmer else chunk):
+                    delivered.add(out)
+                    yield out
+        except ProviderError as error:
+            watch.stop()
+            if not progress.finished or isinstance(error, DeadlineExceededError):
+                raise
+            self.info.notes.append(f"{spec.id}: {error.code or 'error'} after finish_reason; kept")
+            return
+        finally:
+            watch.stop()
+        if not progress.finished and not self._finish_optional(spec):
+            raise ProviderConnectionError(
+                "the stream ended without a finish_reason (bare [DONE] or closed connection): "
+                "the answer may be cut short",
+                provider=spec.provider,
+                model=spec.model,
+                code=INCOMPLETE_STREAM,
+            )
 
     async def stream(self) -> AsyncGenerator[ChatCompletionChunk, None]:
         """Run the plan as a stream; yields chunks exactly once each."""
+        try:
+            async with contextlib.aclosing(self._stream()) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        except BaseException as error:
+            self._finish_span(None if isinstance(error, GeneratorExit) else error)
+            raise
+
+    async def _stream(self) -> AsyncGenerator[ChatCompletionChunk, None]:
         plan = self._plan_specs()
-        delivered = _Delivered()
+        delivered = Delivered()
         request = self.request
         index = 0
         while index < len(plan):
@@ -502,60 +710,54 @@ class Execution:
             if outcome is None:
                 index = await self._moved_on(plan, index)
                 continue
-            opened, started = outcome.value, outcome.started
+            opened, lease = outcome.value, outcome.lease
             if self.info.ttft_ms is None:
                 self.info.ttft_ms = self._elapsed_ms(self.started)
             provider = self.env.provider_for(spec)
-            usage_before = len(delivered.usage)
-            ended = False  # the provider's stream ran to its end, or failed: no early close
+            prefix = "".join(delivered.text)
+            progress = StreamProgress()
+            ended = False  # the attempt reached a verdict: no early close
             try:
-                for chunk in opened.buffered:
-                    delivered.add(chunk)
-                    yield chunk
-                async for chunk in opened.chunks:
-                    delivered.add(chunk)
-                    yield chunk
+                async with contextlib.aclosing(
+                    self._relay(spec, opened, progress, delivered)
+                ) as relayed:
+                    async for chunk in relayed:
+                        yield chunk
                 ended = True
             except ProviderError as error:
                 ended = True
-                self._release(outcome.reservation)
-                self._note_failure(spec, provider, error, outcome.ticket)
-                await self._record(
-                    spec, "interrupted", started, error=error, ttft_ms=opened.ttft_ms
+                resumed = await self._after_interruption(
+                    spec,
+                    provider,
+                    lease,
+                    opened,
+                    progress,
+                    delivered,
+                    error,
+                    prefix,
+                    has_next=index < len(plan),
                 )
-                self.errors.append(error)
-                if self.request.resume and index < len(plan) and delivered.resumable():
-                    request = self.request.continued("".join(delivered.text))
-                    self.info.resumed = True
-                    self.info.notes.append(
-                        f"resumed on the next candidate after {spec.id} failed mid-stream"
-                    )
-                    if self.env.hooks.on_fallback is not None:
-                        await call_hook(self.env.hooks.on_fallback, spec.id, plan[index].id, error)
-                    continue
-                self._interrupted(spec, delivered, error)
+                if resumed is None:
+                    raise self._interrupted(spec, delivered, error) from error
+                request = resumed
+                if self.env.hooks.on_fallback is not None:
+                    await call_hook(self.env.hooks.on_fallback, spec.id, plan[index].id, error)
+                continue
             except Exception as error:
                 ended = True  # a provider bug mid-stream: the caller still learns what it got
-                self._release(outcome.reservation)
-                self.env.health.circuit(spec.id).release(outcome.ticket)
-                await self._record(spec, "interrupted", started, error=error)
-                self._interrupted(spec, delivered, error)
+                lease.release()
+                await self._record(spec, "interrupted", lease.started, error=error)
+                raise self._interrupted(spec, delivered, error) from error
             finally:
                 await aclose_if_possible(opened.chunks)
                 if not ended:
-                    await self._closed_early(spec, provider, outcome, opened, delivered)
-            usage = delivered.usage[-1] if len(delivered.usage) > usage_before else None
-            self._note_success(spec, provider, outcome.ticket)
-            generation_s = max(self._elapsed_ms(started) - opened.ttft_ms, 0.0) / 1000.0
-            self.env.health.stats(spec.id).observe(
-                opened.ttft_ms, usage.completion_tokens if usage else 0, generation_s
-            )
-            self._settle(outcome.reservation, spec, usage)
-            await self._record(spec, "ok", started, ttft_ms=opened.ttft_ms)
-            await self._succeeded(spec, usage)
+                    await self._closed_early(spec, provider, lease, opened, progress, prefix)
+            closing = await self._stream_succeeded(spec, provider, lease, opened, progress, prefix)
+            if closing is not None:
+                yield closing
             return
         failure = self._all_failed()
-        if delivered.text or delivered.reasoning or delivered.other_output:
+        if delivered.any_output:
             # Output already reached the caller: say exactly what, never just "all failed".
             raise StreamInterruptedError(
                 "stream broke and no candidate could resume it",
@@ -565,31 +767,101 @@ class Execution:
             ) from failure
         raise failure
 
+    async def _after_interruption(
+        self,
+        spec: ModelSpec,
+        provider: Provider,
+        lease: Lease,
+        opened: _Opened,
+        progress: StreamProgress,
+        delivered: Delivered,
+        error: ProviderError,
+        prefix: str,
+        *,
+        has_next: bool,
+    ) -> ChatRequest | None:
+        """Settle an attempt that broke mid-stream (charged for what it delivered); return the
+        continuation request when the stream may resume on the next candidate, else ``None``."""
+        usage = progress.usage or self._estimate_usage(spec, "".join(progress.text), prefix)
+        self._note_failure(lease, provider, error, self._cost(spec, usage))
+        await self._record(spec, "interrupted", lease.started, error=error, ttft_ms=opened.ttft_ms)
+        self.errors.append(error)
+        if isinstance(error, DeadlineExceededError) or not self.request.resume:
+            return None
+        if not has_next or not delivered.resumable():
+            return None
+        self.info.notes.append(f"resuming on the next candidate after {spec.id} failed mid-stream")
+        return self.request.continued("".join(delivered.text))
+
+    async def _stream_succeeded(
+        self,
+        spec: ModelSpec,
+        provider: Provider,
+        lease: Lease,
+        opened: _Opened,
+        progress: StreamProgress,
+        prefix: str,
+    ) -> ChatCompletionChunk | None:
+        """Settle a complete stream; return its closing usage chunk (reported or estimated)."""
+        usage = progress.usage
+        estimated = None
+        if usage is None:
+            estimated = self._estimate_usage(spec, "".join(progress.text), prefix)
+        closing = progress.end(estimated)
+        if closing is not None:
+            usage = closing.usage
+        self._note_reachable(spec, provider)
+        generation_s = max(self._elapsed_ms(lease.started) - opened.ttft_ms, 0.0) / 1000.0
+        self.env.health.stats(spec.id).observe(
+            opened.ttft_ms, usage.completion_tokens if usage else 0, generation_s
+        )
+        lease.succeed(self._cost(spec, usage))
+        if prefix:
+            # Only a continuation that finished makes the stream "resumed".
+            method = _continuation_method(provider)
+            self.info.resumed, self.info.resumed_by = True, method
+            self.info.notes.append(f"resumed on {spec.id} by {method} continuation")
+        await self._record(spec, "ok", lease.started, ttft_ms=opened.ttft_ms)
+        await self._succeeded(spec, usage)
+        return closing
+
     async def _closed_early(
         self,
         spec: ModelSpec,
         provider: Provider,
-        outcome: _Success[_Opened],
+        lease: Lease,
         opened: _Opened,
-        delivered: _Delivered,
+        progress: StreamProgress,
+        prefix: str,
     ) -> None:
         """The caller closed or cancelled the stream before the provider's stream ended.
 
-        If the answer had already finished (finish reason or usage delivered), this is a
-        success. Otherwise tokens were made and not all read: charge the estimate, record the
-        attempt as cancelled, and tell hooks and telemetry.
+        If the answer had already finished (finish reason or usage arrived), this is a
+        success. Otherwise tokens were made and not all read: charge what was delivered,
+        record the attempt as cancelled, and tell hooks and telemetry.
         """
-        usage = delivered.usage[-1] if delivered.usage else None
-        if delivered.finished or usage is not None:
-            self._note_success(spec, provider, outcome.ticket)
-            self._settle(outcome.reservation, spec, usage)
-            await self._record(spec, "ok", outcome.started, ttft_ms=opened.ttft_ms)
+        usage = progress.usage
+        if progress.finished or usage is not None:
+            self._note_reachable(spec, provider)
+            lease.succeed(self._cost(spec, usage))
+            await self._record(spec, "ok", lease.started, ttft_ms=opened.ttft_ms)
             await self._succeeded(spec, usage)
             return
-        if outcome.reservation is not None and self.env.budget is not None:
-            self.env.budget.settle(outcome.reservation, None, self.env.clock())
-        self.env.health.circuit(spec.id).release(outcome.ticket)
+        estimated = self._estimate_usage(spec, "".join(progress.text), prefix)
+        lease.charge(self._cost(spec, estimated))
         self.info.model, self.info.provider = spec.id, spec.provider
         self.info.latency_ms = self._elapsed_ms(self.started)
-        await self._record(spec, "cancelled", outcome.started, ttft_ms=opened.ttft_ms)
-        self.env.telemetry.finish(self._span, self.info, None)
+        await self._record(spec, "cancelled", lease.started, ttft_ms=opened.ttft_ms)
+        self._finish_span(None)
+
+
+def _continuation_method(provider: Provider) -> str:
+    """How *provider* continues a partial answer: its dialect's ``continuation_method``
+    (``partial``, ``prefix``, ``raw``, ``instruction``); a custom provider without one is
+    assumed to take the assistant prefix as it is."""
+    method = getattr(provider, "continuation_method", None)
+    return method if isinstance(method, str) else "prefill"
+
+
+def _any_finish(chunks: list[ChatCompletionChunk]) -> bool:
+    return any(c.finish_reason is not None for chunk in chunks for c in chunk.choices)

@@ -6,6 +6,7 @@ caller's clock so tests can move time by hand.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
@@ -115,29 +116,54 @@ class CircuitBreaker:
 
 @dataclass(slots=True)
 class Reachability:
-    """Which providers (and whether the network) failed to connect recently.
+    """Which hosts failed to connect recently, and whether the evidence says the network is down.
 
-    A connect failure marks that provider unreachable for ``down_for_s``; a failure on a
-    provider outside this machine also marks the whole network down, so every remote candidate
-    is skipped at once and requests go to local models. When the interval passes, the next
-    request tries again: that request is the probe, and a success clears the mark.
+    This is the one place that knows the rule. A connect failure marks that provider's host
+    (its ``host:port``; providers are mapped to hosts with :meth:`register`) unreachable for
+    ``down_for_s``. The whole network is marked down only on evidence that covers it:
+    network-level failures (DNS failing, "network unreachable", connect timeouts; a refused
+    connection proves the network works) on at least two distinct hosts off this machine.
+    When the interval passes, the next request tries again: that request is the probe, and a
+    success clears the mark.
     """
 
     config: OfflineConfig
-    provider_down_at: dict[str, float] = field(default_factory=dict)
+    provider_down_at: dict[str, float] = field(default_factory=dict)  # keyed by host
     network_down_at: float | None = None
+    hosts: dict[str, str] = field(default_factory=dict)  # provider name -> host
+    network_evidence: dict[str, float] = field(default_factory=dict)  # host -> last failure
 
-    def mark_unreachable(self, provider: str, now: float, *, whole_network: bool) -> None:
+    def register(self, provider: str, host: str) -> None:
+        """Say which host *provider* talks to (providers sharing a host share its mark)."""
+        self.hosts[provider] = host
+
+    def host_of(self, provider: str) -> str:
+        return self.hosts.get(provider, provider)
+
+    def mark_unreachable(
+        self, provider: str, now: float, *, whole_network: bool, network_level: bool = False
+    ) -> None:
+        """A connect to *provider* failed. *whole_network*: its host is off this machine;
+        *network_level*: the failure was of a kind that a down network causes (DNS…)."""
         if not self.config.enabled:
             return
-        self.provider_down_at[provider] = now
-        if whole_network:
+        host = self.host_of(provider)
+        self.provider_down_at[host] = now
+        if not (whole_network and network_level):
+            return
+        self.network_evidence[host] = now
+        window = self.config.down_for_s
+        recent = [h for h, at in self.network_evidence.items() if now - at < window]
+        if len(recent) >= 2:
             self.network_down_at = now
 
     def mark_reachable(self, provider: str, *, whole_network: bool) -> None:
-        self.provider_down_at.pop(provider, None)
+        host = self.host_of(provider)
+        self.provider_down_at.pop(host, None)
+        self.network_evidence.pop(host, None)
         if whole_network:
             self.network_down_at = None
+            self.network_evidence.clear()
 
     def down_reason(
         self, provider: str, now: float, *, whole_network: bool, marked_after: float | None = None
@@ -152,11 +178,15 @@ class Reachability:
         if whole_network and down is not None and down >= floor:
             age = now - down
             if age < window:
-                return f"offline: network marked down {age:.1f}s ago (probe in {window - age:.1f}s)"
-        since = self.provider_down_at.get(provider)
+                return (
+                    f"offline: network marked down {age:.1f}s ago, connects to several hosts "
+                    f"failed (probe in {window - age:.1f}s)"
+                )
+        host = self.host_of(provider)
+        since = self.provider_down_at.get(host)
         if since is not None and since >= floor and now - since < window:
             age = now - since
-            return f"offline: {provider} unreachable {age:.1f}s ago (probe in {window - age:.1f}s)"
+            return f"offline: {host} unreachable {age:.1f}s ago (probe in {window - age:.1f}s)"
         return None
 
 
@@ -172,6 +202,8 @@ class Health:
     reachability: Reachability = field(init=False)
     # How far prompt estimates were from reported counts, per model (bounded LRU).
     prompt_calibration: PromptCalibration = field(default_factory=PromptCalibration)
+    # model id -> (until, on the client's clock; the Retry-After the server gave, seconds)
+    cooldowns: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.reachability = Reachability(self.offline_config)
@@ -187,3 +219,23 @@ class Health:
         if stats is None:
             stats = self.latency[model_id] = LatencyStats()
         return stats
+
+    def cool_down(self, model_id: str, now: float, retry_after: float) -> None:
+        """A server asked for *retry_after* seconds of quiet: skip the model until then."""
+        until = now + retry_after
+        known = self.cooldowns.get(model_id)
+        if known is None or known[0] < until:
+            self.cooldowns[model_id] = (until, retry_after)
+
+    def cooling_reason(self, model_id: str, now: float) -> str | None:
+        """``"cooling down until 12:00:30 UTC (...)"`` while a Retry-After holds, else ``None``."""
+        known = self.cooldowns.get(model_id)
+        if known is None:
+            return None
+        until, asked = known
+        left = until - now
+        if left <= 0:
+            del self.cooldowns[model_id]
+            return None
+        wall = time.strftime("%H:%M:%S", time.gmtime(time.time() + left))
+        return f"cooling down until {wall} UTC ({left:.1f}s left; server's Retry-After {asked:g}s)"

@@ -114,9 +114,19 @@ class Telemetry:
                 span.set_attribute("genrouter.cost_usd", info.cost_usd)
         if error is not None:
             span.set_attribute("error.type", type(error).__name__)
+            _set_error_status(span, error)
         span.end()
 
     def usage(self, span: Any, prompt_tokens: int, completion_tokens: int) -> None:
         if span is not None:
             span.set_attribute("gen_ai.usage.input_tokens", prompt_tokens)
             span.set_attribute("gen_ai.usage.output_tokens", completion_tokens)
+
+
+def _set_error_status(span: Any, error: BaseException) -> None:
+    """Mark *span* failed (OpenTelemetry's ``StatusCode.ERROR``) with the error's type."""
+    try:
+        from opentelemetry.trace import Status, StatusCode
+    except ImportError:  # a TracerProvider passed in without the API installed: attributes only
+        return
+    span.set_status(Status(StatusCode.ERROR, type(error).__name__))

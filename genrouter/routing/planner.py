@@ -275,6 +275,9 @@ class Planner:
         )
 
     def _blocked(self, spec: ModelSpec, now: float) -> str | None:
+        cooling = self.health.cooling_reason(spec.id, now)
+        if cooling is not None:
+            return cooling
         wait = self.health.circuit(spec.id).blocked_for(now)
         return None if wait is None else f"circuit open (retry in {wait:.1f}s)"
 

@@ -7,15 +7,19 @@ answer, and tests check each rule with plain values.
 from __future__ import annotations
 
 import enum
+import errno
 import random
+import socket
 from collections.abc import Callable, Sequence
 
 from genrouter.config import BackoffConfig, RetryConfig, Rule
 from genrouter.errors import (
+    AttemptTimeoutError,
     AuthenticationError,
     BadRequestError,
     BillingError,
     ContentFilteredError,
+    DeadlineExceededError,
     FirstTokenTimeoutError,
     LocalModelError,
     MediaError,
@@ -27,12 +31,33 @@ from genrouter.errors import (
     RateLimitError,
     ResponseFormatError,
     ServerError,
+    StreamIdleTimeoutError,
     StructuredOutputError,
     UnsupportedInputError,
 )
 from genrouter.request import ChatRequest, Needs
 
-__all__ = ["Action", "backoff_delay", "classify", "is_connect_failure", "match_rule"]
+__all__ = [
+    "BROKEN_BODY_CODES",
+    "INCOMPLETE_STREAM",
+    "POOL_TIMEOUT",
+    "Action",
+    "backoff_delay",
+    "classify",
+    "counts_against_health",
+    "is_connect_failure",
+    "is_network_level",
+    "match_rule",
+    "waits_out_retry_after",
+]
+
+# A 200 whose body is no answer at all (empty, not an event stream, an HTML page): the server
+# will not do better on a retry, so the next candidate gets the request at once.
+BROKEN_BODY_CODES = frozenset({"empty_body", "not_event_stream", "not_json"})
+# A stream that ended (bare ``[DONE]``, clean close) before its finish_reason arrived.
+INCOMPLETE_STREAM = "incomplete_stream"
+# A wait for a free connection in genrouter's own pool: our congestion, not the model's.
+POOL_TIMEOUT = "pool_timeout"
 
 
 class Action(enum.Enum):
@@ -57,17 +82,27 @@ _MOVE_ON = (
 )
 
 
-def classify(error: BaseException, retry: RetryConfig) -> Action:
+def classify(
+    error: BaseException, retry: RetryConfig, *, on_content_filter: str = "next"
+) -> Action:
     """Decide between retrying the candidate, moving on, or failing the request.
 
-    A provider's explicit word wins (``should_retry``, from OpenAI's ``x-should-retry``
-    header): ``true`` retries this candidate, ``false`` moves on without retrying it.
+    *on_content_filter* is the route's policy for a content-filter refusal: ``"next"`` (another
+    vendor's filter may allow it) or ``"raise"`` (the refusal is the answer).
     """
+    if isinstance(error, ContentFilteredError) and on_content_filter == "raise":
+        return Action.RAISE
     if isinstance(error, ProviderError) and error.should_retry is not None:
+        # A provider's explicit word (OpenAI's ``x-should-retry`` header) wins: ``true``
+        # retries this candidate, ``false`` moves on without retrying it.
         return Action.RETRY if error.should_retry else Action.NEXT
-    if isinstance(error, (*_MOVE_ON, FirstTokenTimeoutError)):
-        # A slow first token says "this model is slow now": waiting on it again only doubles
-        # the delay the caller sees, so the next candidate gets the request.
+    if isinstance(error, (*_MOVE_ON, FirstTokenTimeoutError, AttemptTimeoutError)):
+        # A slow first token or a hung attempt says "this model is slow now": waiting on it
+        # again only doubles the delay the caller sees, so the next candidate gets the request.
+        return Action.NEXT
+    if isinstance(error, DeadlineExceededError | StreamIdleTimeoutError):
+        return Action.NEXT
+    if isinstance(error, ResponseFormatError) and error.code in BROKEN_BODY_CODES:
         return Action.NEXT
     if isinstance(error, MediaError) or not isinstance(error, ProviderError):
         # Malformed messages, unreadable images, bugs: every model would fail the same way,
@@ -84,6 +119,34 @@ def classify(error: BaseException, retry: RetryConfig) -> Action:
     else:
         trigger = error.status_code
     return Action.RETRY if trigger is not None and trigger in retry.on else Action.NEXT
+
+
+def counts_against_health(error: BaseException, retry: RetryConfig) -> bool:
+    """Whether a failed attempt counts against the model's circuit breaker.
+
+    The request's own deadline (often a caller's short ``timeout=``) and a wait for
+    genrouter's own connection pool say nothing about the model; a transient failure, a
+    failed connect, a hung attempt, a stall or a broken 200 do. Refusals (400, 401…) are about
+    the request or the account and do not trip the breaker either.
+    """
+    if isinstance(error, DeadlineExceededError):
+        return False
+    if isinstance(error, ProviderError) and error.code == POOL_TIMEOUT:
+        return False
+    if isinstance(error, FirstTokenTimeoutError | AttemptTimeoutError | StreamIdleTimeoutError):
+        return True
+    if isinstance(error, ResponseFormatError) and error.code in BROKEN_BODY_CODES:
+        return True
+    return is_connect_failure(error) or classify(error, retry) is Action.RETRY
+
+
+def waits_out_retry_after(retry_after: float, retry: RetryConfig, time_left: float) -> bool:
+    """Whether a server's ``Retry-After`` is short enough to wait out on the same model.
+
+    A longer one (beyond ``retry.max_retry_after_s``, or past the time left) is routing
+    information instead: move on now and cool the model down until then.
+    """
+    return retry_after <= retry.max_retry_after_s and retry_after < time_left
 
 
 def is_connect_failure(error: BaseException) -> bool:
@@ -111,6 +174,41 @@ def backoff_delay(
     if backoff.jitter:
         step *= 0.5 + 0.5 * (rng or random).random()
     return step / 1000.0
+
+
+# What a connect failure says about the network. A refusal or reset proves a host answered;
+# these are what a machine without a network sees (the texts come from getaddrinfo/strerror).
+_NETWORK_ERRNOS = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN})
+_NETWORK_TEXTS = (
+    "name or service not known",
+    "temporary failure in name resolution",
+    "nodename nor servname",
+    "no address associated",
+    "network is unreachable",
+    "no route to host",
+    "connecttimeout",
+    "timed out",
+)
+
+
+def is_network_level(error: BaseException) -> bool:
+    """Whether a connect failure is of the kind a down network causes (DNS, no route, timeout)
+    rather than one a working network causes (connection refused)."""
+    if not is_connect_failure(error):
+        return False
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, socket.gaierror | TimeoutError):
+            return True
+        if isinstance(seen, OSError) and seen.errno in _NETWORK_ERRNOS:
+            return True
+        if isinstance(seen, ConnectionRefusedError):
+            return False
+        seen = seen.__cause__ or seen.__context__
+    text = str(error).lower()
+    return any(t in text for t in _NETWORK_TEXTS)
 
 
 def _rule_matches(

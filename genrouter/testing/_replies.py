@@ -46,7 +46,18 @@ class Reply:
       ``"sse"`` sends a body that is not an event stream.
     - ``error_event`` / ``error_after``: send ``data: <error_event as JSON>`` after this many
       pieces, then end the stream without ``[DONE]``.
+    - ``omit_finish_reason``: end the stream with a bare ``data: [DONE]`` and no finish
+      reason, the way llama.cpp's server ends a generation it interrupted.
+    - ``body_200``: answer ``200`` with this raw body instead (``b""``: an empty event stream,
+      as llama.cpp's server sends for a prompt over its context; an HTML page: a proxy's
+      error page); sent as ``text/event-stream`` unless ``headers`` set a content type.
+    - ``stall_after`` / ``stall_s``: stop sending for ``stall_s`` seconds after this many
+      pieces (a stream that stalls mid-answer), then go on.
+    - ``drop_after_finish``: close the socket right after the finish-reason chunk, before
+      ``[DONE]`` and usage.
+    - ``usage_every_chunk``: repeat running usage totals on every chunk (as some servers do).
     - ``usage``: the usage object to report (default: simple word counts).
+    - ``no_usage``: report no usage at all (llama.cpp's server, some vLLM setups).
     - ``finish_reason``: default ``"stop"`` (``"tool_calls"`` with tool calls).
     - ``tool_calls``: OpenAI tool call objects to return. Streamed as OpenAI streams them:
       one chunk with the call's ``id`` and ``name``, then its ``arguments`` in pieces.
@@ -67,6 +78,13 @@ class Reply:
     error_event: dict[str, Any] | None = None
     error_after: int = 0
     usage: dict[str, Any] | None = None
+    omit_finish_reason: bool = False
+    body_200: bytes | None = None
+    stall_after: int | None = None
+    stall_s: float = 0.0
+    drop_after_finish: bool = False
+    usage_every_chunk: bool = False
+    no_usage: bool = False
     finish_reason: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     refusal: str | None = None
@@ -191,7 +209,9 @@ def completion_payload(
         "created": created,
         "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": _finish_reason(reply)}],
-        "usage": _usage(reply, prompt_tokens, len(pieces) + reasoning_count),
+        "usage": None
+        if reply.no_usage
+        else _usage(reply, prompt_tokens, len(pieces) + reasoning_count),
     }
 
 
@@ -233,8 +253,14 @@ def stream_payloads(
         closing.append(chunk({"tool_calls": [head]}))
         for piece in _argument_pieces(str(function.get("arguments", ""))):
             closing.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
-    closing.append(chunk({}, _finish_reason(reply)))
-    if include_usage:
+    if not reply.omit_finish_reason:
+        closing.append(chunk({}, _finish_reason(reply)))
+    if reply.usage_every_chunk:
+        for sent, payload in enumerate(texts, start=1):
+            payload["usage"] = _usage(reply, prompt_tokens, sent)
+        for payload in closing:
+            payload["usage"] = _usage(reply, prompt_tokens, len(texts))
+    elif include_usage and not reply.no_usage:
         usage_chunk = chunk({})
         usage_chunk["choices"] = []
         usage_chunk["usage"] = _usage(reply, prompt_tokens, len(texts))

@@ -367,6 +367,9 @@ class FakeLLMServer:
             return await self._stream(reply, writer, pause, include_usage=include_usage, **common)
         if reply.delay_first_token_s:
             await pause(reply.delay_first_token_s)
+        if reply.body_200 is not None:
+            await _send(writer, 200, reply.body_200, reply.headers)
+            return True
         if reply.malformed:
             await _send(writer, 200, b'{"id": "chatcmpl-broken", "choices": [', reply.headers)
             return True
@@ -389,11 +392,9 @@ class FakeLLMServer:
         include_usage: bool,
         **common: Any,
     ) -> bool:
+        if reply.body_200 is not None or reply.malformed == "sse":
+            return await _raw_200(writer, reply)
         writer.write(_head(200, "text/event-stream", reply.headers, length=None))
-        if reply.malformed == "sse":
-            await _write_chunk(writer, b"<html><body>502 Bad Gateway</body></html>\n\n")
-            await _write_chunk(writer, b"")
-            return True
         opening, texts, closing = stream_payloads(reply, include_usage=include_usage, **common)
         for payload in opening:
             await _write_chunk(writer, _event(payload))
@@ -408,18 +409,16 @@ class FakeLLMServer:
                 return await _end_with_error(writer, reply.error_event)
             if reply.cut_after is not None and sent == reply.cut_after:
                 return False  # the caller closes the socket: no final chunk, no [DONE]
-            if sent and reply.delay_between_chunks_s:
-                await pause(reply.delay_between_chunks_s)
+            gap = reply.delay_between_chunks_s if sent else 0.0
+            gap += reply.stall_s if sent == reply.stall_after else 0.0
+            if gap:
+                await pause(gap)
             await _write_chunk(writer, _event(payload))
         if reply.error_event is not None:
             return await _end_with_error(writer, reply.error_event)
         if reply.cut_after is not None and reply.cut_after <= len(texts):
             return False
-        for payload in closing:
-            await _write_chunk(writer, _event(payload))
-        await _write_chunk(writer, b"data: [DONE]\n\n")
-        await _write_chunk(writer, b"")
-        return True
+        return await _close_stream(writer, reply, closing)
 
 
 class _Pause:
@@ -444,6 +443,34 @@ class _Pause:
             if remaining <= 0:
                 return
             await asyncio.sleep(min(remaining, 0.02))
+
+
+async def _close_stream(
+    writer: asyncio.StreamWriter, reply: Reply, closing: list[dict[str, Any]]
+) -> bool:
+    """The finish-reason and usage chunks, then ``[DONE]`` (or a cut, when scripted)."""
+    for payload in closing:
+        await _write_chunk(writer, _event(payload))
+        choices = payload["choices"]
+        if reply.drop_after_finish and choices and choices[0].get("finish_reason"):
+            return False  # the connection is lost after the finish reason, before [DONE]
+    await _write_chunk(writer, b"data: [DONE]\n\n")
+    await _write_chunk(writer, b"")
+    return True
+
+
+async def _raw_200(writer: asyncio.StreamWriter, reply: Reply) -> bool:
+    """A 200 whose chunked body is ``reply.body_200`` as it is (empty, an HTML page…)."""
+    content_type = reply.headers.get("Content-Type", "text/event-stream")
+    extra = {k: v for k, v in reply.headers.items() if k.lower() != "content-type"}
+    writer.write(_head(200, content_type, extra, length=None))
+    body = reply.body_200
+    if body is None:  # malformed="sse": a proxy's error page sent as an event stream
+        body = b"<html><body>502 Bad Gateway</body></html>\n\n"
+    if body:
+        await _write_chunk(writer, body)
+    await _write_chunk(writer, b"")
+    return True
 
 
 def _event(payload: dict[str, Any]) -> bytes:

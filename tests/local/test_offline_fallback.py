@@ -56,13 +56,15 @@ async def test_unreachable_network_falls_back_to_the_local_model(tiny_gguf: Path
         assert first.choices[0].message.content == "Yes, offline."
         info = first.route
         assert info is not None and info.model == "local/tiny"
-        # o3-mini failed to connect once (connections are retried as configured)…
-        assert {a.model for a in info.attempts if a.outcome == "error"} == {"openai/o3-mini"}
+        # o3-mini and qwen-max each failed to connect once, without backoff: a host that
+        # cannot be reached is skipped for the rest of the request when the local model is
+        # behind it, and "network unreachable" on two distinct hosts marks the network down.
+        errors = [a.model for a in info.attempts if a.outcome == "error"]
+        assert errors == ["openai/o3-mini", "dashscope/qwen-max"]
         assert info.attempts[0].error_type == "ProviderConnectionError"
-        assert info.attempts[0].retry_delay_ms is None  # no backoff before falling back
-        # …which marked the network down, so qwen-max was skipped without a try.
-        assert seen and set(seen) == {"api.openai.com"}
-        assert any("qwen-max" in n and "offline" in n for n in info.notes), info.notes
+        assert all(a.retry_delay_ms is None for a in info.attempts)
+        assert len(set(seen)) == 2 and "api.openai.com" in seen
+        hosts = set(seen)
         assert first_elapsed < 5.0
 
         started = time.perf_counter()
@@ -76,7 +78,7 @@ async def test_unreachable_network_falls_back_to_the_local_model(tiny_gguf: Path
     reasons = {c.model: c.excluded_because for c in second.route.decision.candidates}
     assert "network marked down" in (reasons["openai/o3-mini"] or "")
     assert "network marked down" in (reasons["dashscope/qwen-max"] or "")
-    assert set(seen) == {"api.openai.com"}  # the second request sent nothing anywhere
+    assert set(seen) == hosts and len(seen) == 2  # the second request sent nothing anywhere
     assert elapsed < 5.0  # no connect timeout was waited for
 
 

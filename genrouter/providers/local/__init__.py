@@ -103,6 +103,11 @@ class LocalProvider:
         return self._name
 
     @property
+    def continuation_method(self) -> str:
+        """How a resumed stream continues here: the prompt ends with the delivered text."""
+        return "raw"
+
+    @property
     def is_remote(self) -> bool:
         """Local models never cross the network."""
         return False
@@ -264,7 +269,11 @@ class _ChunkBuilder:
         if self._spec.reasoning_format == "think_tags":
             # A prompt that opens the thought means the output starts inside it.
             self._splitter = ThinkSplitter(starts_in_thought=event.ends_in_thought or None)
-        self._strip_lead = event.style == "qa"
+        # "A: answer": the space after "A:" belongs to the format, unless the prompt continues
+        # a partial answer: then the model's first character is the seam and is kept exactly.
+        messages = self._call.request.messages
+        continues = bool(messages) and bool(getattr(messages[-1], "partial", False))
+        self._strip_lead = event.style == "qa" and not continues
         if event.style == "qa" and self._spec.chat_format != "qa":
             self._call.notes.append(f"{self._spec.id} has no chat template; used a Q/A prompt")
 

@@ -234,14 +234,30 @@ def _render(loaded: _Loaded, plan: PromptPlan, model_id: str) -> tuple[list[int]
     try:
         result = loaded.formatter(messages=messages)
     except (jinja2.TemplateError, ValueError, TypeError) as exc:  # incl. raise_exception()
-        raise InvalidRequestError(
-            f"the chat template of {model_id} refused these messages: {exc}", param="messages"
+        # This model's template will not take these messages; another model may: fail over.
+        raise LocalModelError(
+            f"the chat template of {model_id} refused these messages: {exc}",
+            provider="local",
+            model=model_id,
+            code="chat_template",
         ) from exc
     text = result.prompt + (plan.partial or "")
     extra = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
     stops.extend(s for s in extra if s)
-    tokens = llm.tokenize(text.encode("utf-8"), add_bos=not result.added_special, special=True)
+    tokens = llm.tokenize(text.encode("utf-8"), add_bos=_needs_bos(llm, text), special=True)
     return tokens, stops, text
+
+
+def _needs_bos(llm: Any, prompt: str) -> bool:
+    """Whether to prepend BOS: when the model wants one and the rendered template did not
+    write it (ChatML templates never do; llama.cpp's own server adds it then too)."""
+    if str(llm.metadata.get("tokenizer.ggml.add_bos_token", "true")).lower() == "false":
+        return False
+    bos = llm.token_bos()
+    if bos < 0:
+        return False
+    text = llm.detokenize([bos], special=True).decode("utf-8", "replace")
+    return not (text and prompt.startswith(text))
 
 
 def _compile_grammar(spec: GrammarSpec | None, llm: Any) -> Any:
@@ -354,6 +370,7 @@ class LocalModel:
         self._loading: asyncio.Future[_Loaded] | None = None
         self._active: _Channel | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._uses = 0  # requests started: an idle unload checks none came since it fired
         self._idle_task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -460,6 +477,7 @@ class LocalModel:
         """
         if self._closed:
             raise LocalModelError("the local provider is closed", provider="local")
+        self._uses += 1
         async with self._lock:
             self._cancel_idle_unload()
             loaded = await self._ensure_loaded(None)
@@ -499,17 +517,27 @@ class LocalModel:
     def _on_idle(self) -> None:
         self._idle_timer = None
         if not self._lock.locked():
-            self._idle_task = asyncio.ensure_future(self.unload())
+            self._idle_task = asyncio.ensure_future(self._unload_if_idle(self._uses))
+
+    async def _unload_if_idle(self, uses: int) -> None:
+        # A request that arrived after the timer fired (even one still waiting for the lock)
+        # keeps the model: without this check it would be unloaded right after that request.
+        async with self._lock:
+            if uses == self._uses and self._idle_timer is None:
+                await self._unload_locked()
 
     async def unload(self) -> None:
         """Free the model's memory; the next request loads it again."""
         async with self._lock:
-            loaded, self._loaded = self._loaded, None
-            if loaded is None:
-                return
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, loaded.llm.close)
-            logger.info("unloaded local model %s (%s)", self.spec.id, loaded.files.path)
+            await self._unload_locked()
+
+    async def _unload_locked(self) -> None:
+        loaded, self._loaded = self._loaded, None
+        if loaded is None:
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, loaded.llm.close)
+        logger.info("unloaded local model %s (%s)", self.spec.id, loaded.files.path)
 
     async def aclose(self) -> None:
         """Stop any generation, unload the model and end the worker thread."""
