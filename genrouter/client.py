@@ -11,13 +11,11 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, Unpack, overload
 from urllib.parse import urlsplit
-
-from pydantic import BaseModel
 
 from genrouter.catalog import ModelSpec
 from genrouter.config import Config, load_config
@@ -35,11 +33,10 @@ from genrouter.types import ChatCompletion, RouteDecision
 if TYPE_CHECKING:
     import httpx2
 
+    from genrouter.params import CompletionCreateParams, MessageInput
     from genrouter.tokens import TokenCounter
 
 __all__ = ["AsyncClient", "AsyncHooks", "ModelStatus"]
-
-MessageInput = Iterable[Mapping[str, Any] | BaseModel]
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -137,6 +134,10 @@ class AsyncClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        await self.aclose()
+
+    async def close(self) -> None:
+        """Close the client, as openai-python's ``AsyncOpenAI.close()``; same as :meth:`aclose`."""
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -305,12 +306,17 @@ class AsyncClient:
 
     async def _complete(self, params: Mapping[str, Any]) -> ChatCompletion:
         request, plan = await self._plan_off_loop(params)
-        return await self._execution(request, plan).complete()
+        response = await self._execution(request, plan).complete()
+        if response.route is not None:
+            response.route.usage = response.usage
+        return response
 
     async def _stream(self, params: Mapping[str, Any]) -> AsyncChatStream:
         request, plan = await self._plan_off_loop(params)
         execution = self._execution(request, plan)
-        stream = AsyncChatStream(execution.stream(), execution.info)
+        stream = AsyncChatStream(
+            execution.stream(), execution.info, include_usage=request.include_usage
+        )
         await stream._prime()
         return stream
 
@@ -332,51 +338,53 @@ class AsyncCompletions:
     async def create(
         self,
         *,
-        model: str = ...,
         messages: MessageInput,
-        stream: Literal[False] = False,
-        **params: Any,
+        model: str = ...,
+        stream: Literal[False] | None = ...,
+        **params: Unpack[CompletionCreateParams],
     ) -> ChatCompletion: ...
 
     @overload
     async def create(
         self,
         *,
-        model: str = ...,
         messages: MessageInput,
+        model: str = ...,
         stream: Literal[True],
-        **params: Any,
+        **params: Unpack[CompletionCreateParams],
     ) -> AsyncChatStream: ...
 
     @overload
     async def create(
         self,
         *,
-        model: str = ...,
         messages: MessageInput,
+        model: str = ...,
         stream: bool,
-        **params: Any,
+        **params: Unpack[CompletionCreateParams],
     ) -> ChatCompletion | AsyncChatStream: ...
 
     async def create(
         self,
         *,
-        model: str = "auto",
         messages: MessageInput,
-        stream: bool = False,
-        **params: Any,
+        model: str = "auto",
+        stream: bool | None = False,
+        **params: Unpack[CompletionCreateParams],
     ) -> ChatCompletion | AsyncChatStream:
         """Create a chat completion, routed and made resilient.
 
-        Takes OpenAI's parameters (``max_tokens``, ``temperature``, ``tools``,
-        ``response_format``, ``reasoning_effort``…) and genrouter's own: ``metadata`` (for
-        routing rules), ``provider_options`` (vendor parameters per provider kind),
-        ``extra_body``, ``timeout`` (seconds for the whole request), ``first_token_timeout``
-        and ``resume`` (streams: continue on the next candidate after a mid-stream failure).
+        Takes every parameter of openai-python's ``chat.completions.create`` (see
+        :class:`~genrouter.params.CompletionCreateParams`; ones the chosen model cannot take
+        are dropped and named in ``route.dropped_params``) and genrouter's own:
+        ``route_metadata`` (for routing rules), ``provider_options`` (vendor parameters per
+        provider kind), ``first_token_timeout`` and ``resume`` (streams: continue on the next
+        candidate after a mid-stream failure). ``timeout`` bounds the whole request.
         With ``stream=True`` it returns an :class:`AsyncChatStream` once the first content has
         arrived; failures before that point fail over invisibly.
         """
-        call: dict[str, Any] = {"model": model, "messages": messages, "stream": stream, **params}
+        call: dict[str, Any] = {"model": model, "messages": messages, "stream": bool(stream)}
+        call.update(params)
         if stream:
             return await self._client._stream(call)
         return await self._client._complete(call)

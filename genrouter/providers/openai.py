@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from genrouter.providers._dialect import OPENAI, WireDialect
 from genrouter.providers.openai_compat import OpenAICompatibleProvider
 
 __all__ = ["OpenAIProvider"]
@@ -26,6 +27,7 @@ class OpenAIProvider(OpenAICompatibleProvider):
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     default_key_env: ClassVar[str | None] = "OPENAI_API_KEY"
     key_required: ClassVar[bool] = True
+    dialect: ClassVar[WireDialect] = OPENAI
 
     def request_headers(self, key: str | None) -> dict[str, str]:
         """Bearer auth, organization and project headers, then the configured headers."""

@@ -15,9 +15,9 @@ Subclasses adapt it to a vendor by overriding these class attributes and hooks:
 ``key_required``
     Whether a call without a key fails with :class:`AuthenticationError` before sending
     (a local compatible server often needs no key).
-``kept_assistant_fields``
-    Assistant message fields the vendor understands (``{"partial"}`` for DashScope); others
-    of genrouter's own (``partial``, ``reasoning_content``) are dropped before sending.
+``dialect``
+    The vendor's wire rules as data (:class:`~genrouter.providers._dialect.WireDialect`):
+    which of OpenAI's platform parameters it takes, how earlier assistant turns are written.
 ``request_headers(key)``
     Headers for every request: ``Authorization`` plus the configured ``headers``.
 ``check_input(call)``
@@ -54,6 +54,7 @@ from genrouter.errors import (
     redact,
 )
 from genrouter.media import is_local_source, resolve_image_source
+from genrouter.providers._dialect import COMPATIBLE, WireDialect
 from genrouter.providers._errors_http import (
     CONNECTION_LOST,
     error_from_payload,
@@ -62,7 +63,8 @@ from genrouter.providers._errors_http import (
 )
 from genrouter.providers._sse import SSEDecoder, SSEFormatError
 from genrouter.providers.base import ProviderCall
-from genrouter.request import OPENAI_PARAMS
+from genrouter.messages import AssistantMessage
+from genrouter.request import OPENAI_ONLY_PARAMS, OPENAI_PARAMS
 from genrouter.types import ChatCompletion, ChatCompletionChunk
 
 if TYPE_CHECKING:
@@ -72,8 +74,8 @@ if TYPE_CHECKING:
 __all__ = ["OpenAICompatibleProvider"]
 
 _WIRE_PARAMS = frozenset(OPENAI_PARAMS)
+_PLATFORM_PARAMS = frozenset(OPENAI_ONLY_PARAMS)
 _LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
-_GENROUTER_ASSISTANT_FIELDS = ("partial", "reasoning_content")
 _DRAIN_TIMEOUT_S = 0.25
 
 
@@ -87,7 +89,7 @@ class OpenAICompatibleProvider:
     default_base_url: ClassVar[str | None] = None
     default_key_env: ClassVar[str | None] = None
     key_required: ClassVar[bool] = False
-    kept_assistant_fields: ClassVar[frozenset[str]] = frozenset()
+    dialect: ClassVar[WireDialect] = COMPATIBLE
 
     def __init__(
         self,
@@ -192,10 +194,14 @@ class OpenAICompatibleProvider:
 
     def prepare_messages(self, call: ProviderCall) -> list[dict[str, Any]]:
         """The messages as OpenAI JSON, with the model's system role and no genrouter fields."""
-        developer = call.model.system_role == "developer"
-        dropped = [f for f in _GENROUTER_ASSISTANT_FIELDS if f not in self.kept_assistant_fields]
+        spec = call.model
+        developer = spec.system_role == "developer"
+        dialect = self.dialect
         messages: list[dict[str, Any]] = []
         for message in call.request.messages:
+            if isinstance(message, AssistantMessage):
+                messages.append(dialect.assistant_turn(message, spec))
+                continue
             data = message.model_dump(exclude_none=True)
             role = data["role"]
             if role == "system" and developer:
@@ -203,9 +209,6 @@ class OpenAICompatibleProvider:
             elif role == "developer" and not developer:
                 # Many compatible servers reject "developer"; "system" means the same to them.
                 data["role"] = "system"
-            elif role == "assistant":
-                for field in dropped:
-                    data.pop(field, None)
             messages.append(data)
         return messages
 
@@ -218,6 +221,11 @@ class OpenAICompatibleProvider:
         request = call.request
         spec = call.model
         caller = request.wire_params()
+        platform = self.dialect.platform_params
+        for param in _PLATFORM_PARAMS.intersection(caller):
+            if param not in platform:
+                del caller[param]
+                call.dropped_params.append(param)
         defaults = {k: v for k, v in spec.defaults.items() if k in _WIRE_PARAMS}
         params = {**defaults, **caller}
         limit = request.output_limit
@@ -235,10 +243,19 @@ class OpenAICompatibleProvider:
 
         body: dict[str, Any] = {"model": spec.model, "messages": self.prepare_messages(call)}
         body.update(params)
+        stream_options = dict(request.stream_options or ())
         if stream:
             body["stream"] = True
+            # Usage is always asked for where the model reports it (route info and cost need
+            # it); whether the caller sees the usage-only chunk is the stream's business.
             if spec.streaming_usage:
-                body["stream_options"] = {"include_usage": True}
+                stream_options["include_usage"] = True
+            else:
+                stream_options.pop("include_usage", None)
+            if stream_options:
+                body["stream_options"] = stream_options
+        elif stream_options:
+            call.dropped_params.append("stream_options")  # OpenAI refuses it without stream
         options = request.provider_options.get(self.kind)
         if options:
             body.update(options)
@@ -319,11 +336,16 @@ class OpenAICompatibleProvider:
         return body, key
 
     def _request(self, body: dict[str, Any], key: str | None, call: ProviderCall) -> httpx2.Request:
+        request = call.request
+        headers = self._headers_for(key)
+        if request.extra_headers:
+            headers = {**headers, **request.extra_headers}
         return self._http.build_request(
             "POST",
             self._url,
             content=to_json(body),
-            headers=self._headers_for(key),
+            headers=headers,
+            params=request.extra_query or None,
             timeout=self._timeout(call),
         )
 

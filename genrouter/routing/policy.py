@@ -123,7 +123,7 @@ def _rule_matches(rule: Rule, request: ChatRequest, needs: Needs, prompt_tokens:
         needs.json_object or needs.json_schema
     ):
         return False
-    return all(request.metadata.get(k) == v for k, v in when.metadata.items())
+    return all(request.route_metadata.get(k) == v for k, v in when.metadata.items())
 
 
 def match_rule(

@@ -26,7 +26,7 @@ from genrouter.messages import (
     first_validation_error,
     message_text,
 )
-from genrouter.request import ChatRequest
+from genrouter.request import OPENAI_ONLY_PARAMS, ChatRequest
 
 __all__ = [
     "NAMED_TEMPLATES",
@@ -58,6 +58,9 @@ _DROPPED_PARAMS: tuple[str, ...] = (
     "parallel_tool_calls",
     "user",
     "reasoning_effort",
+    *OPENAI_ONLY_PARAMS,
+    "extra_headers",
+    "extra_query",
 )
 
 _SAMPLING_DEFAULT_KEYS = frozenset(
