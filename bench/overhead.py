@@ -36,12 +36,15 @@ import httpx2
 
 from genrouter.catalog import load_builtin_catalog
 from genrouter.config import ProviderConfig
+from genrouter.params import MessageParam
 from genrouter.providers._sse import SSEDecoder
 from genrouter.providers.base import ProviderCall
 from genrouter.providers.openai_compat import OpenAICompatibleProvider
 from genrouter.request import build_request
 
-MESSAGES = [{"role": "user", "content": "Say something of about thirty-five tokens."}]
+MESSAGES: list[MessageParam] = [
+    {"role": "user", "content": "Say something of about thirty-five tokens."}
+]
 TARGETS = {"request": 1.3, "stream": 1.5}
 SETTLE_S = 0.001
 

@@ -25,6 +25,7 @@ __all__ = [
     "ImagePart",
     "ImageURL",
     "Message",
+    "RefusalPart",
     "SystemMessage",
     "TextPart",
     "ToolMessage",
@@ -32,7 +33,6 @@ __all__ = [
     "VideoFramesPart",
     "VideoPart",
     "VideoURL",
-    "RefusalPart",
     "first_validation_error",
     "message_input",
     "message_text",
@@ -200,6 +200,8 @@ def message_input(message: object) -> object:
             data = {k: v for k, v in data.items() if k in _ASSISTANT_FIELDS}
         return data
     return message
+
+
 _BRANCH_LABELS = frozenset({"str", "int", "float", "bool", "none"})
 
 

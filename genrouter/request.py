@@ -88,7 +88,8 @@ class ChatRequest(BaseModel):
 
     ``metadata`` is OpenAI's (stored completions), sent where the provider takes it.
     ``route_metadata`` is genrouter's routing metadata (rules match on it); it is never sent to
-    a provider. ``extra_headers`` / ``extra_query`` go on the HTTP request. ``provider_options`` holds vendor-specific parameters per provider kind (e.g.
+    a provider. ``extra_headers`` / ``extra_query`` go on the HTTP request.
+    ``provider_options`` holds vendor-specific parameters per provider kind (e.g.
     ``{"dashscope": {"enable_search": True}}``), applied only when that provider is used.
     ``extra_body`` is merged into the body sent to whichever provider answers.
     """
@@ -115,9 +116,9 @@ class ChatRequest(BaseModel):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
-    reasoning_effort: (
-        Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None
-    ) = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = (
+        None
+    )
     user: str | None = None
 
     audio: dict[str, Any] | None = None

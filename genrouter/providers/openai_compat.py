@@ -54,6 +54,7 @@ from genrouter.errors import (
     redact,
 )
 from genrouter.media import is_local_source, resolve_image_source
+from genrouter.messages import AssistantMessage
 from genrouter.providers._dialect import COMPATIBLE, WireDialect
 from genrouter.providers._errors_http import (
     CONNECTION_LOST,
@@ -63,7 +64,6 @@ from genrouter.providers._errors_http import (
 )
 from genrouter.providers._sse import SSEDecoder, SSEFormatError
 from genrouter.providers.base import ProviderCall
-from genrouter.messages import AssistantMessage
 from genrouter.request import OPENAI_ONLY_PARAMS, OPENAI_PARAMS
 from genrouter.types import ChatCompletion, ChatCompletionChunk
 
@@ -243,19 +243,11 @@ class OpenAICompatibleProvider:
 
         body: dict[str, Any] = {"model": spec.model, "messages": self.prepare_messages(call)}
         body.update(params)
-        stream_options = dict(request.stream_options or ())
         if stream:
             body["stream"] = True
-            # Usage is always asked for where the model reports it (route info and cost need
-            # it); whether the caller sees the usage-only chunk is the stream's business.
-            if spec.streaming_usage:
-                stream_options["include_usage"] = True
-            else:
-                stream_options.pop("include_usage", None)
-            if stream_options:
-                body["stream_options"] = stream_options
-        elif stream_options:
-            call.dropped_params.append("stream_options")  # OpenAI refuses it without stream
+        stream_options = _stream_options(call, stream=stream)
+        if stream_options:
+            body["stream_options"] = stream_options
         options = request.provider_options.get(self.kind)
         if options:
             body.update(options)
@@ -478,6 +470,22 @@ class OpenAICompatibleProvider:
     async def aclose(self) -> None:
         """Forget the SDK client, if any. The shared HTTP client belongs to the caller."""
         self._sdk = None
+
+
+def _stream_options(call: ProviderCall, *, stream: bool) -> dict[str, Any] | None:
+    """The caller's ``stream_options`` as sent: usage is always asked for where the model
+    reports it (route info and cost need it); whether the caller sees the usage-only chunk
+    is the stream's business. Without ``stream``, OpenAI refuses them: dropped."""
+    options = dict(call.request.stream_options or ())
+    if not stream:
+        if options:
+            call.dropped_params.append("stream_options")
+        return None
+    if call.model.streaming_usage:
+        options["include_usage"] = True
+    else:
+        options.pop("include_usage", None)
+    return options
 
 
 async def _drain(byte_stream: AsyncIterator[bytes]) -> None:
