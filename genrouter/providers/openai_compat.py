@@ -220,12 +220,7 @@ class OpenAICompatibleProvider:
         """
         request = call.request
         spec = call.model
-        caller = request.wire_params()
-        platform = self.dialect.platform_params
-        for param in _PLATFORM_PARAMS.intersection(caller):
-            if param not in platform:
-                del caller[param]
-                call.dropped_params.append(param)
+        caller = self._accepted(request.wire_params(), call)
         defaults = {k: v for k, v in spec.defaults.items() if k in _WIRE_PARAMS}
         params = {**defaults, **caller}
         limit = request.output_limit
@@ -254,6 +249,15 @@ class OpenAICompatibleProvider:
         if request.extra_body:
             body.update(request.extra_body)
         return body
+
+    def _accepted(self, params: dict[str, Any], call: ProviderCall) -> dict[str, Any]:
+        """*params* without OpenAI platform parameters this vendor does not take (recorded)."""
+        platform = self.dialect.platform_params
+        for param in _PLATFORM_PARAMS.intersection(params):
+            if param not in platform:
+                del params[param]
+                call.dropped_params.append(param)
+        return params
 
     def resolve_media(self, messages: list[dict[str, Any]]) -> None:
         """Replace local image paths in *messages* (in place) by data URIs. Reads files."""
