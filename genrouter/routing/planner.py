@@ -170,6 +170,11 @@ class Planner:
         variable = config.key_variable(DEFAULT_KEY_ENV.get(config.type))
         return f"no credentials: set {variable}" if variable else "no credentials"
 
+    def _lenient(self, spec: ModelSpec) -> bool:
+        """Whether *spec*'s unset capabilities mean "unknown, try it" (openai_compatible)."""
+        config = self._provider_configs.get(spec.provider)
+        return config is not None and config.type == "openai_compatible"
+
     def _blocked(self, spec: ModelSpec, now: float) -> str | None:
         wait = self.health.circuit(spec.id).blocked_for(now)
         return None if wait is None else f"circuit open (retry in {wait:.1f}s)"
@@ -220,6 +225,7 @@ class Planner:
                     blocked=self._blocked(spec, now),
                     offline=self._offline(spec, remote, off_machine, now),
                     observed=self.health.latency.get(spec.id),
+                    capabilities_unknown_ok=self._lenient(spec),
                 )
             )
         decision = decide(
