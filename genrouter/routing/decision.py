@@ -77,10 +77,7 @@ def _capability_gap(spec: ModelSpec, needs: Needs, unknown_ok: bool = False) -> 
     missing_media = sorted(needs.modalities - spec.input_modalities)
     if missing_media:
         takes = ", ".join(sorted(spec.input_modalities))
-        return (
-            f"needs {' and '.join(missing_media)} input; model takes {takes} "
-            f'(input_modalities under [models."{spec.id}"])'
-        )
+        return f"needs {' and '.join(missing_media)} input; model takes {takes}"
 
     def lacks(capability: bool | None) -> bool:
         return capability is False or (capability is None and not unknown_ok)
