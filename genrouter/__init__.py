@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         StreamInterruptedError,
         UnsupportedInputError,
     )
+    from genrouter.params import CompletionCreateParams, MessageParam
     from genrouter.providers.base import Provider, ProviderCall
     from genrouter.streaming import AsyncChatStream, ChatStream
     from genrouter.sync import Client
@@ -72,6 +73,8 @@ _EXPORTS: dict[str, str] = {
     "Attempt": "genrouter.types",
     "CandidateEvaluation": "genrouter.types",
     "ChatCompletion": "genrouter.types",
+    "CompletionCreateParams": "genrouter.params",
+    "MessageParam": "genrouter.params",
     "ChatCompletionChunk": "genrouter.types",
     "RouteDecision": "genrouter.types",
     "RouteInfo": "genrouter.types",
@@ -122,6 +125,8 @@ __all__ = [
     "CandidateEvaluation",
     "Catalog",
     "ChatCompletion",
+    "CompletionCreateParams",
+    "MessageParam",
     "ChatCompletionChunk",
     "ChatStream",
     "Client",

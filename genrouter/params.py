@@ -16,10 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Required, TypeAlias, TypedDict
 
-from pydantic import BaseModel
-
 if TYPE_CHECKING:
     import httpx2
+    from pydantic import BaseModel
     from openai.types.chat import (
         ChatCompletionAudioParam,
         ChatCompletionMessageParam,
@@ -145,9 +144,9 @@ MessageParam: TypeAlias = (
 
 if TYPE_CHECKING:
     MessageInput: TypeAlias = Iterable[MessageParam | ChatCompletionMessageParam | BaseModel]
+    """What ``messages=`` takes: dicts, openai SDK param TypedDicts, or message objects."""
 else:
-    MessageInput: TypeAlias = Iterable[MessageParam | BaseModel]
-"""What ``messages=`` takes: dicts, openai SDK param TypedDicts, or response message objects."""
+    MessageInput: TypeAlias = Iterable[Any]
 
 
 class CompletionCreateParams(TypedDict, total=False):
