@@ -1,4 +1,4 @@
-"""README.md's Python snippets run, unchanged, against the fake server (so the README stays true).
+"""README.md's Python snippets run, unchanged, against the fake server (the README stays true).
 
 Each ```python block is executed as a script (top-level ``await`` allowed) with
 ``$GENROUTER_CONFIG`` pointing every provider at a :class:`FakeLLMServer` and fake keys set.
@@ -18,8 +18,16 @@ import pytest
 
 from genrouter.testing import FakeLLMServer
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+# Pages whose snippets start their own fake server.
+DOC_PAGES = [ROOT / "docs" / "openai-sdk.md"]
+DOC_BLOCKS = [
+    (page.name, block)
+    for page in DOC_PAGES
+    for block in re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), re.S)
+]
 
 
 @pytest.fixture
@@ -66,3 +74,11 @@ def test_readme_snippet_runs(index: int, fake_world: FakeLLMServer) -> None:
         assert fake_world.requests
     for request in fake_world.requests:
         assert request.body["messages"], request
+
+
+@pytest.mark.parametrize(("page", "block"), DOC_BLOCKS)
+def test_doc_snippet_runs(page: str, block: str) -> None:
+    code = compile(block, page, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    result = eval(code, {"__name__": "__doc_snippet__"})
+    if inspect.iscoroutine(result):
+        asyncio.run(result)
