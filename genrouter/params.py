@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Literal, Required, TypeAlias, TypedDict
 
 if TYPE_CHECKING:
     import httpx2
-    from pydantic import BaseModel
     from openai.types.chat import (
         ChatCompletionAudioParam,
         ChatCompletionMessageParam,
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
         ResponseFormat,
         WebSearchOptions,
     )
+    from pydantic import BaseModel
 
 __all__ = [
     "CompletionCreateParams",

@@ -91,8 +91,7 @@ def _capability_gap(spec: ModelSpec, needs: Needs, unknown_ok: bool = False) -> 
         )
     if needs.json_object and lacks(spec.json_object) and lacks(spec.json_schema):
         return (
-            "needs JSON output; model lacks it "
-            f'(set json_object = true under [models."{spec.id}"])'
+            f'needs JSON output; model lacks it (set json_object = true under [models."{spec.id}"])'
         )
     return None
 
