@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -67,7 +68,7 @@ OPENAI_ONLY_PARAMS: tuple[str, ...] = (
     "web_search_options",
 )
 
-_ALL_WIRE_PARAMS = OPENAI_PARAMS + OPENAI_ONLY_PARAMS
+_WIRE_SET = frozenset(OPENAI_PARAMS + OPENAI_ONLY_PARAMS)
 # openai-python's "not given" sentinels (``openai.NOT_GIVEN``, ``openai.omit``), by class name
 # so that checking for them imports nothing.
 _SENTINELS = frozenset({"NotGiven", "Omit"})
@@ -159,8 +160,9 @@ class ChatRequest(BaseModel):
 
     def wire_params(self) -> dict[str, Any]:
         """The OpenAI parameters the caller set (``stream_options`` aside), by their names."""
+        # Only what the caller set (a few names), not all of OpenAI's parameters.
         params: dict[str, Any] = {}
-        for name in _ALL_WIRE_PARAMS:
+        for name in _WIRE_SET.intersection(self.model_fields_set):
             value = getattr(self, name)
             if value is not None:
                 params[name] = value
@@ -210,11 +212,15 @@ def build_request(params: Mapping[str, Any]) -> ChatRequest:
 
     Raises :class:`InvalidRequestError` naming the first bad parameter.
     """
-    data = {k: v for k, v in params.items() if type(v).__name__ not in _SENTINELS}
+    data = dict(params)
+    if "openai" in sys.modules:  # only then can its sentinels be here
+        for key, value in params.items():
+            if type(value).__name__ in _SENTINELS:
+                del data[key]
     messages = data.get("messages")
     if messages is None or isinstance(messages, str | bytes | Mapping):
         raise InvalidRequestError("expected a list of messages", param="messages")
-    data["messages"] = messages = [message_input(m) for m in messages]
+    data["messages"] = messages = [m if type(m) is dict else message_input(m) for m in messages]
     if not messages:
         raise InvalidRequestError("at least one message is required", param="messages")
     timeout = data.get("timeout")
