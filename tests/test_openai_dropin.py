@@ -412,3 +412,26 @@ def test_sync_close(server: FakeLLMServer) -> None:
     client.close()
     with pytest.raises(Exception, match="closed"):
         client.chat.completions.create(model=MODEL, messages=HELLO)
+
+
+async def test_compatible_servers_get_content_on_tool_turns(server: FakeLLMServer) -> None:
+    turn: Any = {"role": "assistant", "content": None, "tool_calls": [WEATHER_CALL]}
+    result: Any = {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
+    async with AsyncClient(config(server), env=KEY) as client:
+        resp = await client.chat.completions.create(
+            model="vllm/llama", messages=[*HELLO, turn, result]
+        )
+    sent = server.requests[-1].body["messages"][1]
+    assert sent == {"role": "assistant", "content": "", "tool_calls": [WEATHER_CALL]}
+    assert resp.route is not None and resp.route.usage == resp.usage is not None
+
+
+async def test_stream_options_without_stream_is_dropped_and_recorded(
+    server: FakeLLMServer,
+) -> None:
+    async with AsyncClient(config(server), env=KEY) as client:
+        resp = await client.chat.completions.create(
+            model=MODEL, messages=HELLO, stream_options={"include_usage": True}
+        )
+    assert "stream_options" not in server.requests[-1].body
+    assert resp.route is not None and resp.route.dropped_params == ["stream_options"]
