@@ -11,9 +11,12 @@ not share the client's event loop, then times, one request after another on loop
 (d) genrouter's ``AsyncClient`` (skipped with a note if it cannot be imported yet).
 
 Every streamed answer is 35 content chunks. Prints median and p99 per request and the ratio of
-medians to the floor of the same kind. Targets: non-streaming ≤ 1.3×, streaming ≤ 1.5×.
+medians to the floor of the same kind. Targets: non-streaming ≤ 1.15×, streaming ≤ 1.2×.
 
-    python bench/overhead.py [-n 300] [--warmup 30] [--chunks 35]
+Then the cold start: fresh processes, alternating, each timing import + client + first request
+against the same server, genrouter next to the openai SDK (target: genrouter no slower).
+
+    python bench/overhead.py [-n 300] [--warmup 30] [--chunks 35] [--cold 7]
 """
 
 from __future__ import annotations
@@ -36,13 +39,16 @@ import httpx2
 
 from genrouter.catalog import load_builtin_catalog
 from genrouter.config import ProviderConfig
+from genrouter.params import MessageParam
 from genrouter.providers._sse import SSEDecoder
 from genrouter.providers.base import ProviderCall
 from genrouter.providers.openai_compat import OpenAICompatibleProvider
 from genrouter.request import build_request
 
-MESSAGES = [{"role": "user", "content": "Say something of about thirty-five tokens."}]
-TARGETS = {"request": 1.3, "stream": 1.5}
+MESSAGES: list[MessageParam] = [
+    {"role": "user", "content": "Say something of about thirty-five tokens."}
+]
+TARGETS = {"request": 1.15, "stream": 1.2}
 SETTLE_S = 0.001
 
 
@@ -262,7 +268,58 @@ def print_table(rows: list[Row], n: int) -> bool:
     return ok
 
 
-async def run(n: int, warmup: int, chunks: int) -> bool:
+# Each runs in a fresh interpreter: from before the import to the first answer, in ms.
+COLD_GENROUTER = """
+import time
+t0 = time.perf_counter()
+import asyncio
+from genrouter import AsyncClient
+async def main():
+    config = {"providers": {"fake": {"type": "openai_compatible", "base_url": URL}},
+              "models": {"fake/m": {"model": "m"}}}
+    client = AsyncClient(config, env={})
+    hi = [{"role": "user", "content": "hi"}]
+    await client.chat.completions.create(model="fake/m", messages=hi)
+    await client.close()
+asyncio.run(main())
+print((time.perf_counter() - t0) * 1000)
+"""
+COLD_SDK = """
+import time
+t0 = time.perf_counter()
+import asyncio
+from openai import AsyncOpenAI
+async def main():
+    client = AsyncOpenAI(api_key="x", base_url=URL, max_retries=0)
+    hi = [{"role": "user", "content": "hi"}]
+    await client.chat.completions.create(model="m", messages=hi)
+    await client.close()
+asyncio.run(main())
+print((time.perf_counter() - t0) * 1000)
+"""
+
+
+def cold_start(url: str, runs: int) -> bool:
+    """Fresh processes, alternating genrouter and the SDK; print medians; genrouter ≤ SDK?"""
+    times: dict[str, list[float]] = {"genrouter AsyncClient": [], "openai SDK AsyncOpenAI": []}
+    scripts = {"genrouter AsyncClient": COLD_GENROUTER, "openai SDK AsyncOpenAI": COLD_SDK}
+    for _ in range(runs):
+        for label, script in scripts.items():
+            code = f"URL = {url!r}\n" + script
+            done = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            )
+            times[label].append(float(done.stdout.split()[-1]))
+    print(f"\ncold start: import + client + first request, fresh process, {runs} runs each\n")
+    medians = {label: statistics.median(values) for label, values in times.items()}
+    for label, median in medians.items():
+        print(f"{label:<58} {'cold':<8} {median:>10.1f} ms (min {min(times[label]):.1f})")
+    ratio = medians["genrouter AsyncClient"] / medians["openai SDK AsyncOpenAI"]
+    print(f"genrouter / SDK: {ratio:.2f}× {'ok' if ratio <= 1.0 else 'OVER'} (target ≤ 1×)")
+    return ratio <= 1.0
+
+
+async def run(n: int, warmup: int, chunks: int, cold: int = 0) -> bool:
     """Start the server, measure every row, print the table."""
     process, url = start_server(chunks)
     try:
@@ -277,7 +334,10 @@ async def run(n: int, warmup: int, chunks: int) -> bool:
                     f"note: genrouter AsyncClient failed, skipping (d): {type(exc).__name__}: {exc}"
                 )
             await measure(rows, n, warmup)
-        return print_table(rows, n)
+        ok = print_table(rows, n)
+        if cold:
+            ok = cold_start(url, cold) and ok
+        return ok
     finally:
         stop_server(process)
 
@@ -288,8 +348,9 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=300, help="timed requests per row")
     parser.add_argument("--warmup", type=int, default=30, help="untimed requests first")
     parser.add_argument("--chunks", type=int, default=35, help="content chunks per answer")
+    parser.add_argument("--cold", type=int, default=7, help="cold-start processes each (0: skip)")
     args = parser.parse_args()
-    return 0 if asyncio.run(run(args.n, args.warmup, args.chunks)) else 1
+    return 0 if asyncio.run(run(args.n, args.warmup, args.chunks, args.cold)) else 1
 
 
 if __name__ == "__main__":

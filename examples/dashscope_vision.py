@@ -13,6 +13,7 @@ import zlib
 from pathlib import Path
 
 from genrouter import AsyncClient
+from genrouter.params import MessageParam
 from genrouter.testing import FakeLLMServer
 
 
@@ -56,7 +57,7 @@ async def main() -> None:
             },
             "rules": [{"name": "images", "when": {"input_modality": "image"}, "route": "vision"}],
         }
-        picture = [
+        picture: list[MessageParam] = [
             {
                 "role": "user",
                 "content": [
@@ -65,7 +66,7 @@ async def main() -> None:
                 ],
             }
         ]
-        text = [{"role": "user", "content": "Write a haiku about autumn."}]
+        text: list[MessageParam] = [{"role": "user", "content": "Write a haiku about autumn."}]
         async with AsyncClient(config, env={"DASHSCOPE_API_KEY": "sk-example"}) as client:
             print(client.route(messages=picture).explain(), "\n")
             for messages in (text, picture):

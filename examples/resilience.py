@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 
-from genrouter import AsyncClient, StreamInterruptedError
+from genrouter import AsyncClient, MessageParam, StreamInterruptedError
 from genrouter.testing import FakeLLMServer, Reply
 
-HELLO = [{"role": "user", "content": "Say hello"}]
+HELLO: list[MessageParam] = [{"role": "user", "content": "Say hello"}]
 
 
 def config(primary: str, spare: str) -> dict[str, object]:

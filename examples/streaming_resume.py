@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 
 from genrouter import AsyncClient, StreamInterruptedError
+from genrouter.params import MessageParam
 from genrouter.testing import FakeLLMServer, Reply
 
-QUESTION = [{"role": "user", "content": "Tell me a very short story."}]
+QUESTION: list[MessageParam] = [{"role": "user", "content": "Tell me a very short story."}]
 
 
 async def main() -> None:

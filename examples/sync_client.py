@@ -6,6 +6,7 @@ Runs against the bundled fake server; a dry run shows the decision before anythi
 from __future__ import annotations
 
 from genrouter import Client
+from genrouter.params import MessageParam
 from genrouter.testing import FakeLLMServer, Reply
 
 
@@ -19,7 +20,7 @@ def main() -> None:
             "models": {"vllm/llama-3.1-8b-instruct": {"context_window": 8192}},
         }
         with Client(config, env={}) as client:
-            messages = [{"role": "user", "content": "Hi"}]
+            messages: list[MessageParam] = [{"role": "user", "content": "Hi"}]
             decision = client.route(model="vllm/llama-3.1-8b-instruct", messages=messages)
             print(decision.explain())
             response = client.chat.completions.create(

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
         StructuredOutputError,
         UnsupportedInputError,
     )
+    from genrouter.params import CompletionCreateParams, MessageParam
     from genrouter.providers.base import Provider, ProviderCall
     from genrouter.streaming import AsyncChatStream, ChatStream
     from genrouter.sync import Client
@@ -81,6 +82,8 @@ _EXPORTS: dict[str, str] = {
     "Attempt": "genrouter.types",
     "CandidateEvaluation": "genrouter.types",
     "ChatCompletion": "genrouter.types",
+    "CompletionCreateParams": "genrouter.params",
+    "MessageParam": "genrouter.params",
     "ChatCompletionChunk": "genrouter.types",
     "RouteDecision": "genrouter.types",
     "RouteInfo": "genrouter.types",
@@ -144,6 +147,7 @@ __all__ = [
     "ChatCompletionChunk",
     "ChatStream",
     "Client",
+    "CompletionCreateParams",
     "Config",
     "ConfigError",
     "ContentFilteredError",
@@ -157,6 +161,7 @@ __all__ = [
     "InvalidRequestError",
     "LocalModelError",
     "MediaError",
+    "MessageParam",
     "ModelCacheWarning",
     "ModelFileError",
     "ModelRetiredError",

@@ -56,9 +56,12 @@ class ModelSpec(BaseModel):
     context_window: int = Field(default=8192, gt=0)
     max_output_tokens: int = Field(default=4096, gt=0)
     input_modalities: frozenset[Modality] = frozenset({"text"})
-    tools: bool = False
-    json_schema: bool = False
-    json_object: bool = False
+    # Capabilities: true, false, or unset (None). Unset means "no" for OpenAI, DashScope and
+    # local models (the catalog lists what they have) and "unknown, try it" for models of an
+    # openai_compatible provider, whose server a rejection then fails over from.
+    tools: bool | None = None
+    json_schema: bool | None = None
+    json_object: bool | None = None
     reasoning: bool = False
     streaming_usage: bool = True
     local: bool = False

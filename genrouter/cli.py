@@ -107,7 +107,7 @@ def _request(args: argparse.Namespace, stdin: TextIO) -> dict[str, Any]:
         pairs = [tag.partition("=") for tag in args.tag]
         if any(not sep for _, sep, _ in pairs):
             raise SystemExit("genrouter: --tag takes KEY=VALUE")
-        params["metadata"] = {key: value for key, _, value in pairs}
+        params["route_metadata"] = {key: value for key, _, value in pairs}
     return params
 
 

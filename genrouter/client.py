@@ -13,12 +13,12 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, Unpack, cast, overload
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel
@@ -41,6 +41,7 @@ from genrouter.types import ChatCompletion, RouteDecision
 if TYPE_CHECKING:
     import httpx2
 
+    from genrouter.params import CompletionCreateParams, MessageInput
     from genrouter.refresh import RefreshReport
     from genrouter.structured import OutputSpec, ParsedChatCompletion
     from genrouter.structured_stream import AsyncChatCompletionStreamManager
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncClient", "AsyncHooks", "ModelStatus"]
 
-MessageInput = Iterable[Mapping[str, Any] | BaseModel]
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
@@ -160,6 +160,10 @@ class AsyncClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        await self.aclose()
+
+    async def close(self) -> None:
+        """Close the client, as openai-python's ``AsyncOpenAI.close()``; same as :meth:`aclose`."""
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -451,16 +455,21 @@ class AsyncClient:
     async def _complete(self, params: Mapping[str, Any]) -> ChatCompletion:
         try:
             request, plan = await self._plan_off_loop(params)
-            return await self._execution(request, plan).complete()
+            response = await self._execution(request, plan).complete()
         except GenRouterError as exc:
             scrub_chain(exc, self._known_secrets())
             raise
+        if response.route is not None:
+            response.route.usage = response.usage
+        return response
 
     async def _stream(self, params: Mapping[str, Any]) -> AsyncChatStream:
         try:
             request, plan = await self._plan_off_loop(params)
             execution = self._execution(request, plan)
-            stream = AsyncChatStream(execution.stream(), execution.info)
+            stream = AsyncChatStream(
+                execution.stream(), execution.info, include_usage=request.include_usage
+            )
             await stream._prime()
         except GenRouterError as exc:
             scrub_chain(exc, self._known_secrets())
@@ -505,58 +514,60 @@ class AsyncCompletions:
     async def create(
         self,
         *,
-        model: str = ...,
         messages: MessageInput,
-        stream: Literal[False] = False,
-        **params: Any,
+        model: str = ...,
+        stream: Literal[False] | None = ...,
+        **params: Unpack[CompletionCreateParams],
     ) -> ChatCompletion: ...
 
     @overload
     async def create(
         self,
         *,
-        model: str = ...,
         messages: MessageInput,
+        model: str = ...,
         stream: Literal[True],
-        **params: Any,
+        **params: Unpack[CompletionCreateParams],
     ) -> AsyncChatStream: ...
 
     @overload
     async def create(
         self,
         *,
-        model: str = ...,
         messages: MessageInput,
+        model: str = ...,
         stream: bool,
-        **params: Any,
+        **params: Unpack[CompletionCreateParams],
     ) -> ChatCompletion | AsyncChatStream: ...
 
     async def create(
         self,
         *,
-        model: str = "auto",
         messages: MessageInput,
-        stream: bool = False,
-        **params: Any,
+        model: str = "auto",
+        stream: bool | None = False,
+        **params: Unpack[CompletionCreateParams],
     ) -> ChatCompletion | AsyncChatStream:
         """Create a chat completion, routed and made resilient.
 
-        Takes OpenAI's parameters (``max_tokens``, ``temperature``, ``tools``,
-        ``response_format``, ``reasoning_effort``…) and genrouter's own: ``metadata`` (for
-        routing rules), ``provider_options`` (vendor parameters per provider kind),
-        ``extra_body``, ``timeout`` (seconds for the whole request), ``first_token_timeout``
-        and ``resume`` (streams: continue on the next candidate after a mid-stream failure).
+        Takes every parameter of openai-python's ``chat.completions.create`` (see
+        :class:`~genrouter.params.CompletionCreateParams`; ones the chosen model cannot take
+        are dropped and named in ``route.dropped_params``) and genrouter's own:
+        ``route_metadata`` (for routing rules), ``provider_options`` (vendor parameters per
+        provider kind), ``first_token_timeout`` and ``resume`` (streams: continue on the next
+        candidate after a mid-stream failure). ``timeout`` bounds the whole request.
         With ``stream=True`` it returns an :class:`AsyncChatStream` once the first content has
         arrived; failures before that point fail over invisibly.
         """
         if is_model_class(params.get("response_format")):  # response_format=MyModel
+            model_class = cast("type[BaseModel]", params["response_format"])
             if not stream:
-                parsed: ChatCompletion = await self.parse(model=model, messages=messages, **params)
+                rest = cast("dict[str, Any]", params)
+                parsed: ChatCompletion = await self.parse(model=model, messages=messages, **rest)
                 return parsed
-            params["response_format"] = response_format_param(
-                params["response_format"], self._client._schemas
-            )
-        call: dict[str, Any] = {"model": model, "messages": messages, "stream": stream, **params}
+            params["response_format"] = response_format_param(model_class, self._client._schemas)
+        call: dict[str, Any] = {"model": model, "messages": messages, "stream": bool(stream)}
+        call.update(params)
         if stream:
             return await self._client._stream(call)
         return await self._client._complete(call)

@@ -14,7 +14,7 @@ for a list of frame images.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -25,6 +25,7 @@ __all__ = [
     "ImagePart",
     "ImageURL",
     "Message",
+    "RefusalPart",
     "SystemMessage",
     "TextPart",
     "ToolMessage",
@@ -33,6 +34,7 @@ __all__ = [
     "VideoPart",
     "VideoURL",
     "first_validation_error",
+    "message_input",
     "message_text",
 ]
 
@@ -87,6 +89,16 @@ ContentPart = Annotated[
 ]
 
 
+class RefusalPart(_Strict):
+    """A refusal inside an assistant message's content list (as OpenAI returns it)."""
+
+    type: Literal["refusal"] = "refusal"
+    refusal: str
+
+
+AssistantPart = Annotated[TextPart | RefusalPart, Field(discriminator="type")]
+
+
 class FunctionCall(_Strict):
     name: str
     arguments: str
@@ -96,6 +108,16 @@ class ToolCallParam(_Strict):
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
+    # A streamed tool call's position; accepted so that streamed answers round-trip, never sent.
+    index: int | None = None
+
+
+class AudioRef(BaseModel):
+    """An earlier audio answer, referred to by id (OpenAI accepts only the id back)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
 
 
 class SystemMessage(_Strict):
@@ -117,11 +139,18 @@ class UserMessage(_Strict):
 
 
 class AssistantMessage(_Strict):
+    """An earlier answer in the history; takes what OpenAI returns (``refusal``, ``audio``,
+    ``annotations``, ``function_call``) so that ``response.choices[0].message`` round-trips."""
+
     role: Literal["assistant"] = "assistant"
-    content: str | list[TextPart] | None = None
+    content: str | list[AssistantPart] | None = None
     reasoning_content: str | None = None
     tool_calls: list[ToolCallParam] | None = None
     name: str | None = None
+    refusal: str | None = None
+    audio: AudioRef | None = None
+    annotations: list[dict[str, Any]] | None = None
+    function_call: FunctionCall | None = None
     # DashScope / DeepSeek style: continue this assistant text rather than start a new turn.
     partial: bool | None = None
 
@@ -140,8 +169,39 @@ Message = Annotated[
 # Tags pydantic puts in error locations for tagged unions (after a list index) and the labels
 # of plain union branches; neither is a field the caller wrote.
 _UNION_TAGS = frozenset(
-    {"system", "developer", "user", "assistant", "tool", "text", "image_url", "video_url", "video"}
+    {
+        "system",
+        "developer",
+        "user",
+        "assistant",
+        "tool",
+        "text",
+        "refusal",
+        "image_url",
+        "video_url",
+        "video",
+    }
 )
+_ASSISTANT_FIELDS = frozenset(AssistantMessage.model_fields)
+
+
+def message_input(message: object) -> object:
+    """One caller-given message as something :data:`Message` validates.
+
+    genrouter's own messages pass as they are. Other pydantic objects (a response's
+    ``choices[0].message``, an openai SDK ``ChatCompletionMessage``) become dicts: ``None``
+    fields and fields that only responses carry are left out, since they are output of a
+    vendor, not the caller's typing. Dicts (and openai's param TypedDicts) pass unchanged and
+    are validated strictly.
+    """
+    if isinstance(message, BaseModel) and not isinstance(message, _Strict):
+        data = message.model_dump(exclude_none=True)
+        if data.get("role") == "assistant":
+            data = {k: v for k, v in data.items() if k in _ASSISTANT_FIELDS}
+        return data
+    return message
+
+
 _BRANCH_LABELS = frozenset({"str", "int", "float", "bool", "none"})
 
 

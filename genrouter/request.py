@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -18,12 +19,14 @@ from genrouter.messages import (
     VideoFramesPart,
     VideoPart,
     first_validation_error,
+    message_input,
 )
 from genrouter.validation import check_params, check_request
 
-__all__ = ["OPENAI_PARAMS", "ChatRequest", "Needs", "build_request"]
+__all__ = ["OPENAI_ONLY_PARAMS", "OPENAI_PARAMS", "ChatRequest", "Needs", "build_request"]
 
-# Generation parameters that travel to OpenAI-style APIs as they are (when set).
+# Generation parameters that OpenAI-compatible servers commonly take; they travel as they are
+# (when set) to every OpenAI-style API.
 OPENAI_PARAMS: tuple[str, ...] = (
     "max_tokens",
     "max_completion_tokens",
@@ -45,6 +48,32 @@ OPENAI_PARAMS: tuple[str, ...] = (
     "user",
 )
 
+# openai-python parameters of OpenAI's own platform (stored completions, service tiers, audio,
+# predicted outputs...). Sent to providers whose dialect accepts them; elsewhere dropped and
+# named in ``RouteInfo.dropped_params``. ``stream_options`` is handled on its own.
+OPENAI_ONLY_PARAMS: tuple[str, ...] = (
+    "audio",
+    "function_call",
+    "functions",
+    "metadata",
+    "modalities",
+    "moderation",
+    "prediction",
+    "prompt_cache_key",
+    "prompt_cache_options",
+    "prompt_cache_retention",
+    "safety_identifier",
+    "service_tier",
+    "store",
+    "verbosity",
+    "web_search_options",
+)
+
+_WIRE_SET = frozenset(OPENAI_PARAMS + OPENAI_ONLY_PARAMS)
+# openai-python's "not given" sentinels (``openai.NOT_GIVEN``, ``openai.omit``), by class name
+# so that checking for them imports nothing.
+_SENTINELS = frozenset({"NotGiven", "Omit"})
+
 
 @dataclass(frozen=True, slots=True)
 class Needs:
@@ -59,8 +88,10 @@ class Needs:
 class ChatRequest(BaseModel):
     """A chat request after validation. Immutable: routing derives new ones with ``model_copy``.
 
-    ``metadata`` is genrouter's routing metadata (rules match on it); it is never sent to a
-    provider. ``provider_options`` holds vendor-specific parameters per provider kind (e.g.
+    ``metadata`` is OpenAI's (stored completions), sent where the provider takes it.
+    ``route_metadata`` is genrouter's routing metadata (rules match on it); it is never sent to
+    a provider. ``extra_headers`` / ``extra_query`` go on the HTTP request.
+    ``provider_options`` holds vendor-specific parameters per provider kind (e.g.
     ``{"dashscope": {"enable_search": True}}``), applied only when that provider is used.
     ``extra_body`` is merged into the body sent to whichever provider answers.
     """
@@ -87,12 +118,33 @@ class ChatRequest(BaseModel):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
-    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = (
+        None
+    )
     user: str | None = None
 
-    metadata: dict[str, str] = Field(default_factory=dict)
+    audio: dict[str, Any] | None = None
+    function_call: str | dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    metadata: dict[str, str] | None = None
+    modalities: list[Literal["text", "audio"]] | None = None
+    moderation: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    prompt_cache_retention: str | None = None
+    safety_identifier: str | None = None
+    service_tier: str | None = None
+    store: bool | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+    web_search_options: dict[str, Any] | None = None
+    stream_options: dict[str, Any] | None = None
+
+    route_metadata: dict[str, str] = Field(default_factory=dict)
     provider_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     extra_body: dict[str, Any] | None = None
+    extra_headers: dict[str, str] | None = None
+    extra_query: dict[str, Any] | None = None
     timeout: float | None = Field(default=None, gt=0)
     first_token_timeout: float | None = Field(default=None, gt=0)
     resume: bool = False
@@ -102,10 +154,16 @@ class ChatRequest(BaseModel):
         """The caller's cap on output tokens, whichever name it was given under."""
         return self.max_completion_tokens or self.max_tokens
 
+    @property
+    def include_usage(self) -> bool:
+        """Whether the caller asked for the usage-only chunk at the end of a stream."""
+        return bool(self.stream_options and self.stream_options.get("include_usage"))
+
     def wire_params(self) -> dict[str, Any]:
-        """The OpenAI generation parameters the caller set, by their OpenAI names."""
+        """The OpenAI parameters the caller set (``stream_options`` aside), by their names."""
+        # Only what the caller set (a few names), not all of OpenAI's parameters.
         params: dict[str, Any] = {}
-        for name in OPENAI_PARAMS:
+        for name in _WIRE_SET.intersection(self.model_fields_set):
             value = getattr(self, name)
             if value is not None:
                 params[name] = value
@@ -157,13 +215,20 @@ def build_request(params: Mapping[str, Any]) -> ChatRequest:
     """
     check_params(params)  # the raw arguments pydantic would misreport (genrouter.validation)
     data = dict(params)
+    if "openai" in sys.modules:  # only then can its sentinels be here
+        for key, value in params.items():
+            if type(value).__name__ in _SENTINELS:
+                del data[key]
     messages = data.get("messages")
     if messages is None or isinstance(messages, str | bytes | Mapping):
         raise InvalidRequestError("expected a list of messages", param="messages")
-    if not isinstance(messages, list):
-        data["messages"] = messages = list(messages)
+    data["messages"] = messages = [m if type(m) is dict else message_input(m) for m in messages]
     if not messages:
         raise InvalidRequestError("at least one message is required", param="messages")
+    timeout = data.get("timeout")
+    if timeout is not None and not isinstance(timeout, int | float):
+        # An httpx2.Timeout as the openai SDK takes it: its read timeout bounds the request.
+        data["timeout"] = getattr(timeout, "read", None)
     try:
         request = ChatRequest.model_validate(data)
     except ValidationError as exc:

@@ -3,6 +3,13 @@
 ``AsyncChatStream`` is an async iterator and async context manager; leaving the ``async with``
 block (or calling :meth:`AsyncChatStream.aclose`) closes the provider's connection, also when
 the caller stops early or is cancelled. ``ChatStream`` is the same for the sync ``Client``.
+
+Chunks reach the caller as the openai SDK yields them: genrouter asks providers for usage
+whenever it can (route info and cost need it), but the usage-only chunk (``choices == []``)
+is handed on only when the caller asked for it with ``stream_options={"include_usage": True}``,
+then once, at the end, with the usage of the whole answer (summed over a resumed stream's
+attempts), and every other chunk has ``usage=None``, as OpenAI sends them. Usage is always on
+:meth:`AsyncChatStream.get_final_completion` and ``stream.route.usage``.
 """
 
 from __future__ import annotations
@@ -77,6 +84,21 @@ class CompletionAccumulator:
         if chunk.usage is not None:
             self._usage = _add_usage(self._usage, chunk.usage)
 
+    @property
+    def usage(self) -> Usage | None:
+        """The usage reported so far (summed over attempts)."""
+        return self._usage
+
+    def usage_chunk(self) -> ChatCompletionChunk:
+        """The closing usage-only chunk (``choices == []``), as OpenAI sends it."""
+        return ChatCompletionChunk(
+            id=self._id or "chatcmpl-empty",
+            created=self._created,
+            model=self._model,
+            choices=[],
+            usage=self._usage,
+        )
+
     def text(self) -> str:
         """Content of the first choice so far."""
         parts = self._choices.get(0)
@@ -131,25 +153,40 @@ class AsyncChatStream:
     usage and ``route``; :attr:`route` is live while streaming.
     """
 
-    __slots__ = ("_acc", "_chunks", "_done", "_pending", "_route")
+    __slots__ = ("_acc", "_chunks", "_done", "_include_usage", "_pending", "_route", "_usage_due")
 
-    def __init__(self, chunks: AsyncGenerator[ChatCompletionChunk, None], route: RouteInfo) -> None:
+    def __init__(
+        self,
+        chunks: AsyncGenerator[ChatCompletionChunk, None],
+        route: RouteInfo,
+        *,
+        include_usage: bool = False,
+    ) -> None:
         self._chunks = chunks
         self._route = route
         self._acc = CompletionAccumulator()
         self._done = False
         self._pending: ChatCompletionChunk | None = None
+        self._include_usage = include_usage
+        self._usage_due = False
 
     async def _prime(self) -> None:
         """Wait for the first chunk, so that failures before any content raise from ``create``."""
         try:
             self._pending = await self._chunks.__anext__()
         except StopAsyncIteration:
-            self._done = True
+            self._finished()
         except BaseException:
             self._done = True
             await self._chunks.aclose()
             raise
+
+    def _finished(self) -> None:
+        """The provider's stream ran to its end: record usage, queue the usage chunk if asked."""
+        self._done = True
+        usage = self._acc.usage
+        self._route.usage = usage
+        self._usage_due = self._include_usage and usage is not None
 
     @property
     def route(self) -> RouteInfo:
@@ -160,23 +197,31 @@ class AsyncChatStream:
         return self
 
     async def __anext__(self) -> ChatCompletionChunk:
-        if self._pending is not None:
-            chunk, self._pending = self._pending, None
+        while True:
+            if self._pending is not None:
+                chunk, self._pending = self._pending, None
+            elif self._done:
+                if self._usage_due:
+                    self._usage_due = False
+                    return self._acc.usage_chunk()
+                raise StopAsyncIteration
+            else:
+                try:
+                    chunk = await self._chunks.__anext__()
+                except StopAsyncIteration:
+                    self._finished()
+                    continue
+                except BaseException:
+                    self._done = True
+                    await self._chunks.aclose()
+                    raise
             self._acc.add(chunk)
-            return chunk
-        if self._done:
-            raise StopAsyncIteration
-        try:
-            chunk = await self._chunks.__anext__()
-        except StopAsyncIteration:
-            self._done = True
-            raise
-        except BaseException:
-            self._done = True
-            await self._chunks.aclose()
-            raise
-        self._acc.add(chunk)
-        return chunk
+            if chunk.usage is None:
+                return chunk
+            # Usage travels on at most a chunk or two per attempt: the caller gets it once, at
+            # the end, and only if asked (see the module docstring).
+            if chunk.choices:
+                return chunk.model_copy(update={"usage": None})
 
     async def __aenter__(self) -> Self:
         return self
@@ -192,6 +237,7 @@ class AsyncChatStream:
     async def aclose(self) -> None:
         """Stop the stream and release its connection (safe to call more than once)."""
         self._done = True
+        self._usage_due = False
         await self._chunks.aclose()
 
     async def until_done(self) -> ChatCompletion:

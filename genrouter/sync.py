@@ -15,10 +15,10 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import date
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, Unpack, overload
 
 from pydantic import BaseModel
 
@@ -45,11 +45,13 @@ if TYPE_CHECKING:
     from genrouter.structured import ParsedChatCompletion
     from genrouter.structured_stream import ChatCompletionStreamManager
 
+if TYPE_CHECKING:
+    from genrouter.params import CompletionCreateParams, MessageInput
+
 __all__ = ["Client"]
 
 T = TypeVar("T")
 ModelT = TypeVar("ModelT", bound=BaseModel)
-MessageInput = Iterable[Mapping[str, Any] | BaseModel]
 
 
 class _Portal:
@@ -86,7 +88,10 @@ class _Portal:
         if threading.current_thread() is self._thread:
             raise GenRouterError("a sync genrouter Client cannot be used from its own hooks")
 
+        running: list[asyncio.Task[Any] | None] = []
+
         async def run() -> T:
+            running.append(asyncio.current_task())
             return await fn(*args, **kwargs)
 
         coro: Coroutine[Any, Any, T] = run()
@@ -100,7 +105,11 @@ class _Portal:
             while not future.done():
                 concurrent.futures.wait([future], timeout=self._WAKE_S)
         except BaseException:
-            future.cancel()  # Ctrl-C (or any interruption): stop the work, not just the wait
+            # Ctrl-C (or any interruption): stop the work, not just the wait, and wait for it
+            # to stop. Returning while it still runs would let the caller's cleanup (a
+            # stream's close) run beside it: "aclose(): asynchronous generator is already
+            # running".
+            self._stop(future, running)
             raise
         finally:
             with self._in_flight_lock:
@@ -109,6 +118,17 @@ class _Portal:
             return future.result()
         except concurrent.futures.CancelledError:
             raise GenRouterError("the client was closed while this call was running") from None
+
+    # How long an interrupted call may take to unwind before the caller gets control back.
+    _UNWIND_S = 5.0
+
+    def _stop(self, future: concurrent.futures.Future[Any], running: list[Any]) -> None:
+        task = running[0] if running else None
+        if task is None:
+            future.cancel()
+            return
+        self._loop.call_soon_threadsafe(task.cancel)
+        concurrent.futures.wait([future], timeout=self._UNWIND_S)
 
     def close(self, aclose: Callable[[], Awaitable[None]]) -> None:
         """Refuse new calls, cancel work in flight, close open streams, run *aclose*, then
@@ -278,34 +298,47 @@ class Completions:
     def create(
         self,
         *,
-        model: str = ...,
         messages: MessageInput,
-        stream: Literal[False] = False,
-        **params: Any,
+        model: str = ...,
+        stream: Literal[False] | None = ...,
+        **params: Unpack[CompletionCreateParams],
     ) -> ChatCompletion: ...
 
     @overload
     def create(
-        self, *, model: str = ..., messages: MessageInput, stream: Literal[True], **params: Any
+        self,
+        *,
+        messages: MessageInput,
+        model: str = ...,
+        stream: Literal[True],
+        **params: Unpack[CompletionCreateParams],
     ) -> ChatStream: ...
 
     @overload
     def create(
-        self, *, model: str = ..., messages: MessageInput, stream: bool, **params: Any
+        self,
+        *,
+        messages: MessageInput,
+        model: str = ...,
+        stream: bool,
+        **params: Unpack[CompletionCreateParams],
     ) -> ChatCompletion | ChatStream: ...
 
     def create(
-        self, *, model: str = "auto", messages: MessageInput, stream: bool = False, **params: Any
+        self,
+        *,
+        messages: MessageInput,
+        model: str = "auto",
+        stream: bool | None = False,
+        **params: Unpack[CompletionCreateParams],
     ) -> ChatCompletion | ChatStream:
         """Create a chat completion; see :meth:`genrouter.client.AsyncCompletions.create`."""
         client = self._client
         check_params({"messages": messages, **params})  # typed refusal before list() below
+        call: dict[str, Any] = {"model": model, "messages": list(messages), "stream": stream}
+        call.update(params)
         result: ChatCompletion | AsyncChatStream = client._portal.call(
-            client._async.chat.completions.create,
-            model=model,
-            messages=list(messages),
-            stream=stream,
-            **params,
+            client._async.chat.completions.create, **call
         )
         if isinstance(result, AsyncChatStream):
             return ChatStream(result, client._portal)

@@ -197,7 +197,11 @@ class RouteDecision:
 
 
 class RouteInfo(BaseModel):
-    """How a response was produced: which model answered, every attempt, timings and cost."""
+    """How a response was produced: which model answered, every attempt, timings and cost.
+
+    ``usage`` is the answer's token usage (a stream's summed over its attempts), there
+    whether or not the caller asked a stream for its usage chunk.
+    """
 
     route: str
     provider: str | None = None
@@ -207,6 +211,7 @@ class RouteInfo(BaseModel):
     latency_ms: float | None = None
     estimated_cost_usd: float | None = None
     cost_usd: float | None = None
+    usage: Usage | None = None
     dropped_params: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     resumed: bool = False

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from genrouter import AsyncClient
+from genrouter import AsyncClient, MessageParam
 from genrouter.catalog import ModelSpec
 from genrouter.config import RouteConfig
 from genrouter.request import Needs
@@ -36,7 +36,7 @@ def _symbols(count: int) -> str:
     return "".join(rng.choice("!@#$%^&*()[]{}<>?/|~") for _ in range(count))
 
 
-DENSE = [{"role": "user", "content": _symbols(1000)}]
+DENSE: list[MessageParam] = [{"role": "user", "content": _symbols(1000)}]
 
 
 def test_calibration_learns_a_running_ratio() -> None:
@@ -153,7 +153,7 @@ async def test_reported_usage_calibrates_the_next_decision(server: FakeLLMServer
 
 @pytest.mark.slow
 async def test_calibration_against_llama_cpps_real_server(llama_server: LlamaServer) -> None:
-    prompt = [{"role": "user", "content": _symbols(300)}]
+    prompt: list[MessageParam] = [{"role": "user", "content": _symbols(300)}]
     async with AsyncClient(_compat(llama_server.base_url, 512), env={}) as client:
         estimate = client.route(messages=prompt, max_tokens=4).prompt_tokens
         response = await client.chat.completions.create(
@@ -168,7 +168,7 @@ async def test_calibration_against_llama_cpps_real_server(llama_server: LlamaSer
         again = client.route(messages=prompt, max_tokens=4)
         assert again.prompt_tokens == reported  # the same prompt now counts as the server does
         # A longer prompt (~540 tokens for Gemma) no longer passes as fitting its 512 window.
-        longer = [{"role": "user", "content": _symbols(800)}]
+        longer: list[MessageParam] = [{"role": "user", "content": _symbols(800)}]
         refused = client.route(messages=longer, max_tokens=4).candidates[0]
         assert refused.excluded_because is not None and "context window" in refused.excluded_because
     # Uncalibrated, the same prompt looked like it fitted: the server would have refused it.

@@ -14,13 +14,14 @@ from genrouter import (
     Client,
     StreamInterruptedError,
 )
+from genrouter.params import MessageParam
 from genrouter.testing import FakeLLMServer, Reply
 from genrouter.testing import dashscope as ds
 
 pytestmark = pytest.mark.usefixtures("catalog_before_2026_retirements")  # names o3-mini etc.
 
 KEYS = {"OPENAI_API_KEY": "sk-test-openai-0123456789", "DASHSCOPE_API_KEY": "sk-test-ds-987654321"}
-HELLO = [{"role": "user", "content": "Say hello"}]
+HELLO: list[MessageParam] = [{"role": "user", "content": "Say hello"}]
 FAST = {"attempts": 3, "backoff": {"initial_ms": 1, "max_ms": 5}}
 
 
@@ -193,7 +194,7 @@ async def test_image_goes_to_qwen_vl_while_text_goes_to_the_cheapest_text_model(
         },
         "rules": [{"when": {"input_modality": "image"}, "route": "vision"}],
     }
-    image_message = {
+    image_message: MessageParam = {
         "role": "user",
         "content": [
             {"type": "text", "text": "What is in this picture?"},

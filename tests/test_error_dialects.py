@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from genrouter import AsyncClient
+from genrouter import AsyncClient, MessageParam
 from genrouter.config import RetryConfig
 from genrouter.errors import (
     AuthenticationError,
@@ -28,7 +28,7 @@ from genrouter.providers.dashscope import map_dashscope_error
 from genrouter.routing.policy import Action, classify
 from genrouter.testing import FakeLLMServer, Reply
 
-HELLO = [{"role": "user", "content": "Say hello"}]
+HELLO: list[MessageParam] = [{"role": "user", "content": "Say hello"}]
 FAST = {"attempts": 3, "backoff": {"initial_ms": 1, "max_ms": 5}}
 
 # vLLM's ErrorResponse, in its two shapes (flat, and wrapped in "error"), inside a stream.

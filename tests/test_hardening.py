@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from genrouter import AsyncClient
+from genrouter import AsyncClient, MessageParam
 from genrouter._lru import PER_MODEL_CACHE_SIZE, LRUDict
 from genrouter.config import MAX_CONFIG_BYTES, BudgetConfig, load_config
 from genrouter.errors import ConfigError, InvalidRequestError, MediaError
@@ -29,7 +29,7 @@ PNG = (
     b"\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00"
     b"\x00\x00\x00IEND\xaeB`\x82"
 )
-HELLO = [{"role": "user", "content": "hi"}]
+HELLO: list[MessageParam] = [{"role": "user", "content": "hi"}]
 TOOL = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
 
 

@@ -16,6 +16,7 @@ from genrouter import (
     Client,
     GenRouterDeprecationWarning,
     InvalidRequestError,
+    MessageParam,
     ModelRetiredError,
 )
 from genrouter.catalog import load_builtin_catalog
@@ -24,7 +25,7 @@ from genrouter.lifecycle import lifecycle, resolve_retired, retired_reason, utc_
 from genrouter.routing.planner import ZERO_CONFIG_REMOTE
 from genrouter.testing import FakeLLMServer, Reply
 
-HI = [{"role": "user", "content": "hi"}]
+HI: list[MessageParam] = [{"role": "user", "content": "hi"}]
 KEYS = {"OPENAI_API_KEY": "sk-lifecycle-test-1234", "DASHSCOPE_API_KEY": "sk-ds-lifecycle-5678"}
 
 
@@ -206,7 +207,9 @@ def test_zero_config_route_with_both_keys_picks_live_models() -> None:
         assert remote[: len(ZERO_CONFIG_REMOTE)] == list(ZERO_CONFIG_REMOTE)
         for model in remote:
             assert lifecycle(catalog.get(model), day).status == "live", model
-        image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": _PNG}}]}]
+        image: list[MessageParam] = [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": _PNG}}]}
+        ]
         assert client.route(messages=image).plan[0] == "openai/gpt-6-luna"
 
 

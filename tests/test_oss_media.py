@@ -37,7 +37,7 @@ def _config(server: FakeLLMServer, **dashscope: Any) -> dict[str, Any]:
     }
 
 
-def _ask(*parts: dict[str, Any]) -> list[dict[str, Any]]:
+def _ask(*parts: dict[str, Any]) -> list[Any]:
     return [{"role": "user", "content": [*parts, {"type": "text", "text": "what is this?"}]}]
 
 

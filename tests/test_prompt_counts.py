@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from genrouter import AsyncClient
+from genrouter import AsyncClient, MessageParam
 from genrouter.errors import ConfigError
 from genrouter.tokens import TokenCounter
 
@@ -50,7 +50,7 @@ def _big_png_data_uri(width: int = 512, height: int = 512, padding: int = 400_00
 
 def test_a_data_uri_image_does_not_inflate_the_rule_count() -> None:
     image = _big_png_data_uri()
-    messages = [
+    messages: list[MessageParam] = [
         {
             "role": "user",
             "content": [
@@ -68,7 +68,7 @@ def test_a_data_uri_image_does_not_inflate_the_rule_count() -> None:
 
 def test_cjk_text_is_counted_by_the_tokenizer_not_by_bytes() -> None:
     text = "東京は日本の首都であり、世界有数の大都市です。" * 400  # 9,200 characters
-    messages = [{"role": "user", "content": text}]
+    messages: list[MessageParam] = [{"role": "user", "content": text}]
     client = AsyncClient(_config({"min_prompt_tokens": 5_000}), env=KEYS, token_counter=COUNTER)
     decision = client.route(messages=messages)
     # The old count: len(json) // 4, about 2,300 tokens, below the threshold.
@@ -80,7 +80,7 @@ def test_cjk_text_is_counted_by_the_tokenizer_not_by_bytes() -> None:
 
 
 def test_the_rule_matches_exactly_at_the_shown_count() -> None:
-    messages = [{"role": "user", "content": "hello there, how are you today?"}]
+    messages: list[MessageParam] = [{"role": "user", "content": "hello there, how are you today?"}]
     shown = AsyncClient(_config({}), env=KEYS, token_counter=COUNTER).route(
         model="long", messages=messages
     )
@@ -96,7 +96,7 @@ def test_the_rule_matches_exactly_at_the_shown_count() -> None:
 
 def test_a_rule_may_name_its_tokenizer() -> None:
     text = "東京は日本の首都です。" * 300
-    messages = [{"role": "user", "content": text}]
+    messages: list[MessageParam] = [{"role": "user", "content": text}]
     by_estimate = AsyncClient(
         _config({"min_prompt_tokens": 3_000, "tokenizer": "estimate"}),
         env=KEYS,

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import genrouter
+from genrouter.params import MessageParam
 
 EXPECTED_ALL = {
     "AllCandidatesFailedError",
@@ -24,6 +25,7 @@ EXPECTED_ALL = {
     "ChatCompletionChunk",
     "ChatStream",
     "Client",
+    "CompletionCreateParams",
     "Config",
     "ConfigError",
     "ContentFilteredError",
@@ -37,6 +39,7 @@ EXPECTED_ALL = {
     "InvalidRequestError",
     "LocalModelError",
     "MediaError",
+    "MessageParam",
     "ModelCacheWarning",
     "ModelFileError",
     "ModelRetiredError",
@@ -112,6 +115,6 @@ def test_clients_can_share_a_token_counter_explicitly() -> None:
     config = {"routes": {"default": {"candidates": ["o3-mini"]}}}
     a = genrouter.AsyncClient(config, env={}, token_counter=counter)
     b = genrouter.AsyncClient(config, env={}, token_counter=counter)
-    hello = [{"role": "user", "content": "hello"}]
+    hello: list[MessageParam] = [{"role": "user", "content": "hello"}]
     assert a.route(messages=hello).prompt_tokens == b.route(messages=hello).prompt_tokens > 0
     assert a._token_counter() is b._token_counter() is counter

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 import pytest
+from openai.types.chat import ChatCompletionNamedToolChoiceParam, ChatCompletionToolParam
 
 from genrouter import AsyncClient
 from tests.real_servers import LlamaServer
@@ -21,7 +22,7 @@ from tests.real_servers import LlamaServer
 pytestmark = pytest.mark.slow
 
 CITIES = ["Paris", "Tokyo", "Lima"]
-WEATHER = {
+WEATHER: ChatCompletionToolParam = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -33,7 +34,10 @@ WEATHER = {
         },
     },
 }
-FORCED = {"type": "function", "function": {"name": "get_weather"}}
+FORCED: ChatCompletionNamedToolChoiceParam = {
+    "type": "function",
+    "function": {"name": "get_weather"},
+}
 
 
 def real_client(server: LlamaServer) -> AsyncClient:

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from genrouter import AllCandidatesFailedError, AsyncClient, StreamInterruptedError
+from genrouter import AllCandidatesFailedError, AsyncClient, MessageParam, StreamInterruptedError
 from genrouter.testing import FakeLLMServer, Reply
 from tests.real_servers import LlamaServer
 
 pytestmark = pytest.mark.slow
 
-QUESTION = [{"role": "user", "content": "Q: What is the capital of Japan?\nA:"}]
+QUESTION: list[MessageParam] = [{"role": "user", "content": "Q: What is the capital of Japan?\nA:"}]
 
 
 def config(server: LlamaServer, fake: FakeLLMServer | None = None, **route: Any) -> dict[str, Any]:
@@ -86,7 +86,7 @@ async def test_concurrent_streams_cut_by_the_server_resume_on_the_spare(
 async def test_a_prompt_over_n_ctx_fails_over_without_tripping_the_breaker(
     llama_server: LlamaServer,
 ) -> None:
-    long_prompt = [{"role": "user", "content": "word " * 900}]
+    long_prompt: list[MessageParam] = [{"role": "user", "content": "word " * 900}]
     with FakeLLMServer(default_reply=Reply.text("from the spare")) as fake:
         async with AsyncClient(config(llama_server, fake), env={}) as client:
             for _ in range(2):

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from genrouter import AsyncClient, Client, ModelCacheWarning, ModelRetiredError
+from genrouter import AsyncClient, Client, MessageParam, ModelCacheWarning, ModelRetiredError
 from genrouter.cli import main
 from genrouter.refresh import cache_path, load_cache
 from genrouter.testing import FakeLLMServer
 
-HI = [{"role": "user", "content": "hi"}]
+HI: list[MessageParam] = [{"role": "user", "content": "hi"}]
 KEYS = {"OPENAI_API_KEY": "sk-refresh-test-1234", "DASHSCOPE_API_KEY": "sk-ds-refresh-5678"}
 DEC_1 = date(2026, 12, 1)
 

@@ -19,6 +19,7 @@ from genrouter import (
     AttemptTimeoutError,
     ContentFilteredError,
     DeadlineExceededError,
+    MessageParam,
     ProviderTimeoutError,
     StreamIdleTimeoutError,
     StreamInterruptedError,
@@ -26,7 +27,7 @@ from genrouter import (
 from genrouter.testing import FakeLLMServer, Reply
 from genrouter.types import RouteInfo
 
-HELLO = [{"role": "user", "content": "Say hello"}]
+HELLO: list[MessageParam] = [{"role": "user", "content": "Say hello"}]
 ONE_TRY = {"attempts": 1}
 
 

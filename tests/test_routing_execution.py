@@ -23,10 +23,11 @@ from genrouter import (
     StreamInterruptedError,
     UnsupportedInputError,
 )
+from genrouter.params import MessageParam
 from genrouter.types import Attempt, RouteInfo, Usage
 from tests.support import ManualClock, ScriptedProvider, Step
 
-HELLO = [{"role": "user", "content": "Say hello"}]
+HELLO: list[MessageParam] = [{"role": "user", "content": "Say hello"}]
 FAST_RETRY = {"attempts": 3, "backoff": {"initial_ms": 1, "max_ms": 2}}
 
 
@@ -145,7 +146,10 @@ async def test_all_candidates_failing_raises_one_group_with_every_attempt() -> N
 async def test_malformed_request_raises_before_any_call() -> None:
     client, providers = make_client()
     with pytest.raises(InvalidRequestError, match=r"messages\[0\]"):
-        await client.chat.completions.create(model="default", messages=[{"role": "user"}])
+        await client.chat.completions.create(
+            model="default",
+            messages=[{"role": "user"}],  # type: ignore[list-item]  # what it tests
+        )
     with pytest.raises(InvalidRequestError, match="temperature"):
         await client.chat.completions.create(model="default", messages=HELLO, temperature=7)
     assert providers["alpha"].calls == []
@@ -153,7 +157,7 @@ async def test_malformed_request_raises_before_any_call() -> None:
 
 async def test_image_request_never_goes_to_a_text_only_model() -> None:
     client, providers = make_client(make_config(candidates=["alpha/a1", "beta/vision"]))
-    image = [
+    image: list[MessageParam] = [
         {
             "role": "user",
             "content": [
@@ -177,7 +181,7 @@ async def test_context_window_filtering_and_error_skip_smaller_windows() -> None
     client, providers = make_client(
         make_config(candidates=["alpha/a1", "home/l1", "beta/b1"], retry={"attempts": 1})
     )
-    long_prompt = [{"role": "user", "content": "word " * 6000}]
+    long_prompt: list[MessageParam] = [{"role": "user", "content": "word " * 6000}]
     decision = client.route(model="default", messages=long_prompt)
     assert "alpha/a1" not in decision.plan
     # A provider's own context-window error skips candidates whose window is no larger.

@@ -103,7 +103,7 @@ def test_rules_first_match_wins() -> None:
         {
             "model": "auto",
             "messages": [{"role": "user", "content": "hi"}],
-            "metadata": {"tier": "free"},
+            "route_metadata": {"tier": "free"},
         }
     )
     rules = [

@@ -19,7 +19,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from genrouter import AsyncClient
+from genrouter import AsyncClient, MessageParam
 from genrouter.errors import GenRouterError, RedactedCause
 from genrouter.routing.hooks import AsyncHooks
 
@@ -27,7 +27,7 @@ from genrouter.routing.hooks import AsyncHooks
 KEY = "tok_live_Q7mZ2v9XkLp4Wr8Nd3Yb"
 HEADER_SECRET = "hdr_secret_Jf6Tq1Hs5Ug0Vc2Ex"
 ENV = {"GR_TEST_KEY": KEY, "GR_TEST_HEADER": HEADER_SECRET}
-HELLO = [{"role": "user", "content": "hi"}]
+HELLO: list[MessageParam] = [{"role": "user", "content": "hi"}]
 
 
 def leaked(text: str) -> list[str]:

@@ -15,6 +15,7 @@ from genrouter import (
     AsyncClient,
     Client,
     InvalidRequestError,
+    MessageParam,
     StructuredOutputError,
 )
 from genrouter.structured import ParsedChatCompletion, response_format_param
@@ -24,7 +25,7 @@ from genrouter.testing import FakeLLMServer, Reply
 pytestmark = pytest.mark.usefixtures("catalog_before_2026_retirements")
 
 KEYS = {"OPENAI_API_KEY": "sk-test-openai-0123456789", "DASHSCOPE_API_KEY": "sk-test-ds-98765"}
-ASK = [{"role": "user", "content": "Weather in Paris?"}]
+ASK: list[MessageParam] = [{"role": "user", "content": "Weather in Paris?"}]
 FAST = {"attempts": 3, "backoff": {"initial_ms": 1, "max_ms": 5}}
 # Capabilities are declared, never left to defaults.
 CAPABLE = {"json_schema": True, "json_object": True, "tools": True, "context_window": 8192}

@@ -9,7 +9,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from genrouter import AsyncClient, Client, StructuredOutputError
+from genrouter import AsyncClient, Client, MessageParam, StructuredOutputError
 from genrouter.structured import response_format_param
 from genrouter.testing import FakeLLMServer, Reply
 
@@ -17,7 +17,7 @@ from genrouter.testing import FakeLLMServer, Reply
 pytestmark = pytest.mark.usefixtures("catalog_before_2026_retirements")
 
 KEYS = {"OPENAI_API_KEY": "sk-test-openai-0123456789"}
-ASK = [{"role": "user", "content": "Weather in Rome?"}]
+ASK: list[MessageParam] = [{"role": "user", "content": "Weather in Rome?"}]
 CAPABLE = {"json_schema": True, "json_object": True, "tools": True, "context_window": 8192}
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from genrouter import AsyncClient, Client, GenRouterError
+from genrouter import AsyncClient, Client, GenRouterError, MessageParam
 from genrouter.testing import FakeLLMServer, Reply
 
-HELLO = [{"role": "user", "content": "hi"}]
+HELLO: list[MessageParam] = [{"role": "user", "content": "hi"}]
 
 
 def config(server: FakeLLMServer) -> dict[str, Any]:

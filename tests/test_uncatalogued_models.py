@@ -8,12 +8,15 @@ from typing import Any
 
 import pytest
 
-from genrouter import AsyncClient
+from genrouter import AsyncClient, MessageParam
 from genrouter.errors import InvalidRequestError
 from genrouter.testing import FakeLLMServer, Reply
 
 KEYS = {"OPENAI_API_KEY": "sk-test-openai-0123456789"}
-ASK = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+ASK: list[MessageParam] = [
+    {"role": "system", "content": "be brief"},
+    {"role": "user", "content": "hi"},
+]
 
 
 @pytest.fixture

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 import genrouter.routing.planner as planner_module
-from genrouter import AsyncClient, NoCandidateError
+from genrouter import AsyncClient, MessageParam, NoCandidateError
 from genrouter.catalog import ModelSpec
 from genrouter.cli import main
 from genrouter.config import ProviderConfig
 from genrouter.usability import LOCAL_RUNTIME_MISSING, local_model_path, unusable_reason
 
-HI = [{"role": "user", "content": "hi"}]
+HI: list[MessageParam] = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture

@@ -90,7 +90,12 @@ class OpenAISDKTransport:
         model, messages, rest = self._split(body)
         try:
             raw = await self._client.chat.completions.with_raw_response.create(
-                model=model, messages=messages, extra_body=rest, timeout=timeout
+                model=model,
+                messages=messages,
+                extra_body=rest,
+                extra_headers=call.request.extra_headers,
+                extra_query=call.request.extra_query,
+                timeout=timeout,
             )
         except openai.OpenAIError as exc:
             failure = _mapped(exc, provider, call)
@@ -112,7 +117,13 @@ class OpenAISDKTransport:
         failure: ProviderError | None = None
         try:
             manager = self._client.chat.completions.with_streaming_response.create(
-                model=model, messages=messages, stream=True, extra_body=rest, timeout=timeout
+                model=model,
+                messages=messages,
+                stream=True,
+                extra_body=rest,
+                extra_headers=call.request.extra_headers,
+                extra_query=call.request.extra_query,
+                timeout=timeout,
             )
             response = await manager.__aenter__()
         except openai.OpenAIError as exc:

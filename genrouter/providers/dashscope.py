@@ -62,6 +62,7 @@ from genrouter.errors import (
 )
 from genrouter.media import is_local_source, is_oss_url, resolve_image_source
 from genrouter.messages import first_validation_error
+from genrouter.providers._dialect import DASHSCOPE, WireDialect
 from genrouter.providers._errors_http import (
     classify,
     error_fields,
@@ -310,7 +311,7 @@ class DashScopeProvider(OpenAICompatibleProvider):
     default_base_url: ClassVar[str | None] = REGION_BASE_URLS[DEFAULT_REGION]
     default_key_env: ClassVar[str | None] = "DASHSCOPE_API_KEY"
     key_required: ClassVar[bool] = True
-    kept_assistant_fields: ClassVar[frozenset[str]] = frozenset({"partial"})
+    dialect: ClassVar[WireDialect] = DASHSCOPE
     continuation: ClassVar[str] = "partial"
 
     def __init__(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from genrouter.providers._dialect import OPENAI, WireDialect
 from genrouter.providers._errors_http import OPENAI_DIALECT, ErrorDialect
 from genrouter.providers.openai_compat import OpenAICompatibleProvider
 
@@ -27,8 +28,8 @@ class OpenAIProvider(OpenAICompatibleProvider):
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     default_key_env: ClassVar[str | None] = "OPENAI_API_KEY"
     key_required: ClassVar[bool] = True
+    dialect: ClassVar[WireDialect] = OPENAI
     error_dialect: ClassVar[ErrorDialect] = OPENAI_DIALECT
-    empty_assistant_content: ClassVar[str | None] = None  # OpenAI's own shape: null
 
     def request_headers(self, key: str | None) -> dict[str, str]:
         """Bearer auth, organization and project headers, then the configured headers."""

@@ -15,11 +15,14 @@ Subclasses adapt it to a vendor by overriding these class attributes and hooks:
 ``key_required``
     Whether a call without a key fails with :class:`AuthenticationError` before sending
     (a local compatible server often needs no key).
-``empty_assistant_content``
-    What an assistant turn without content (a tool-call turn) sends as ``content``.
-``kept_assistant_fields``
-    Assistant message fields the vendor understands (``{"partial"}`` for DashScope); others
-    of genrouter's own (``partial``, ``reasoning_content``) are dropped before sending.
+``dialect``
+    The vendor's wire rules as data (:class:`~genrouter.providers._dialect.WireDialect`):
+    which of OpenAI's platform parameters it takes, how earlier assistant turns are written.
+``error_dialect``
+    The table that turns this wire's error bodies into typed errors.
+``continuation``
+    How a partial assistant answer is continued on resume (``instruction``, ``partial``,
+    ``prefix``).
 ``request_headers(key)``
     Headers for every request: ``Authorization`` plus the configured ``headers``.
 ``check_input(call)``
@@ -58,6 +61,8 @@ from genrouter.errors import (
     redact,
 )
 from genrouter.media import is_local_source, resolve_image_source
+from genrouter.messages import AssistantMessage
+from genrouter.providers._dialect import COMPATIBLE, WireDialect
 from genrouter.providers._errors_http import (
     VLLM_DIALECT,
     ErrorDialect,
@@ -67,7 +72,7 @@ from genrouter.providers._errors_http import (
 )
 from genrouter.providers._sse import SSEDecoder, SSEFormatError
 from genrouter.providers.base import ProviderCall
-from genrouter.request import OPENAI_PARAMS
+from genrouter.request import OPENAI_ONLY_PARAMS, OPENAI_PARAMS
 from genrouter.routing.policy import POOL_TIMEOUT
 from genrouter.types import ChatCompletion, ChatCompletionChunk
 
@@ -78,8 +83,8 @@ if TYPE_CHECKING:
 __all__ = ["OpenAICompatibleProvider"]
 
 _WIRE_PARAMS = frozenset(OPENAI_PARAMS)
+_PLATFORM_PARAMS = frozenset(OPENAI_ONLY_PARAMS)
 _LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
-_GENROUTER_ASSISTANT_FIELDS = ("partial", "reasoning_content")
 _DRAIN_TIMEOUT_S = 0.25
 _BACKSTOP_SLACK_S = 1.0
 
@@ -94,13 +99,9 @@ class OpenAICompatibleProvider:
     default_base_url: ClassVar[str | None] = None
     default_key_env: ClassVar[str | None] = None
     key_required: ClassVar[bool] = False
-    kept_assistant_fields: ClassVar[frozenset[str]] = frozenset()
+    dialect: ClassVar[WireDialect] = COMPATIBLE
     #: The table that turns this wire's error bodies into typed errors.
     error_dialect: ClassVar[ErrorDialect] = VLLM_DIALECT
-    # A tool-call turn has no content. llama.cpp's server wants a string there (null fails its
-    # validation, a missing key its chat formats) and DashScope wants the key
-    # (agentscope-java#1270); OpenAI documents null.
-    empty_assistant_content: ClassVar[str | None] = ""
     # How this dialect continues a partial assistant answer (resume); see prepare_messages.
     continuation: ClassVar[str] = "instruction"
 
@@ -222,10 +223,14 @@ class OpenAICompatibleProvider:
 
     def prepare_messages(self, call: ProviderCall) -> list[dict[str, Any]]:
         """The messages as OpenAI JSON, with the model's system role and no genrouter fields."""
-        developer = call.model.system_role == "developer"
-        dropped = [f for f in _GENROUTER_ASSISTANT_FIELDS if f not in self.kept_assistant_fields]
+        spec = call.model
+        developer = spec.system_role == "developer"
+        dialect = self.dialect
         messages: list[dict[str, Any]] = []
         for message in call.request.messages:
+            if isinstance(message, AssistantMessage):
+                messages.append(dialect.assistant_turn(message, spec))
+                continue
             data = message.model_dump(exclude_none=True)
             role = data["role"]
             if role == "system" and developer:
@@ -233,11 +238,6 @@ class OpenAICompatibleProvider:
             elif role == "developer" and not developer:
                 # Many compatible servers reject "developer"; "system" means the same to them.
                 data["role"] = "system"
-            elif role == "assistant":
-                for field in dropped:
-                    data.pop(field, None)
-                if data.get("content") is None:
-                    data["content"] = self.empty_assistant_content
             messages.append(data)
         last = call.request.messages[-1] if call.request.messages else None
         if last is not None and last.role == "assistant" and getattr(last, "partial", False):
@@ -257,7 +257,7 @@ class OpenAICompatibleProvider:
         """
         request = call.request
         spec = call.model
-        caller = request.wire_params()
+        caller = self._accepted(request.wire_params(), call)
         defaults = {k: v for k, v in spec.defaults.items() if k in _WIRE_PARAMS}
         params = {**defaults, **caller}
         limit = request.output_limit
@@ -277,14 +277,24 @@ class OpenAICompatibleProvider:
         body.update(params)
         if stream:
             body["stream"] = True
-            if spec.streaming_usage:
-                body["stream_options"] = {"include_usage": True}
+        stream_options = _stream_options(call, stream=stream)
+        if stream_options:
+            body["stream_options"] = stream_options
         options = request.provider_options.get(self.kind)
         if options:
             body.update(options)
         if request.extra_body:
             body.update(request.extra_body)
         return body
+
+    def _accepted(self, params: dict[str, Any], call: ProviderCall) -> dict[str, Any]:
+        """*params* without OpenAI platform parameters this vendor does not take (recorded)."""
+        platform = self.dialect.platform_params
+        for param in _PLATFORM_PARAMS.intersection(params):
+            if param not in platform:
+                del params[param]
+                call.dropped_params.append(param)
+        return params
 
     def resolve_media(self, messages: list[dict[str, Any]]) -> None:
         """Replace local image paths in *messages* (in place) by data URIs. Reads files."""
@@ -414,11 +424,16 @@ class OpenAICompatibleProvider:
         return body, key
 
     def _request(self, body: dict[str, Any], key: str | None, call: ProviderCall) -> httpx2.Request:
+        request = call.request
+        headers = self._headers_for(key)
+        if request.extra_headers:
+            headers = {**headers, **request.extra_headers}
         return self._http.build_request(
             "POST",
             self._url,
             content=to_json(body),
-            headers=self._headers_for(key),
+            headers=headers,
+            params=request.extra_query or None,
             timeout=self._timeout(call),
         )
 
@@ -601,6 +616,22 @@ async def _read_some(response: httpx2.Response, limit: int = 2048) -> bytes:
                 if len(data) >= limit:
                     break
     return data[:limit]
+
+
+def _stream_options(call: ProviderCall, *, stream: bool) -> dict[str, Any] | None:
+    """The caller's ``stream_options`` as sent: usage is always asked for where the model
+    reports it (route info and cost need it); whether the caller sees the usage-only chunk
+    is the stream's business. Without ``stream``, OpenAI refuses them: dropped."""
+    options = dict(call.request.stream_options or ())
+    if not stream:
+        if options:
+            call.dropped_params.append("stream_options")
+        return None
+    if call.model.streaming_usage:
+        options["include_usage"] = True
+    else:
+        options.pop("include_usage", None)
+    return options
 
 
 async def _drain(byte_stream: AsyncIterator[bytes]) -> None:

@@ -43,6 +43,8 @@ class CandidateFacts:
     observed: LatencyStats | None = None
     prompt_tokens_counted: int | None = None  # before calibration, when it was applied
     prompt_tokens_uncertainty: float = 0.0  # relative error of the count: the pre-check margin
+    # Unset capabilities mean "unknown, try it" (models of openai_compatible providers).
+    capabilities_unknown_ok: bool = False
 
 
 def expected_output_tokens(output_limit: int | None, candidates: Sequence[CandidateFacts]) -> int:
@@ -73,7 +75,7 @@ def _estimated_latency_ms(spec: ModelSpec, observed: LatencyStats | None, output
     return ttft + output / speed * 1000.0
 
 
-def _capability_gap(spec: ModelSpec, needs: Needs) -> str | None:
+def _capability_gap(spec: ModelSpec, needs: Needs, unknown_ok: bool = False) -> str | None:
     if needs.modalities <= spec.input_modalities and not (
         needs.tools or needs.json_schema or needs.json_object
     ):
@@ -82,12 +84,21 @@ def _capability_gap(spec: ModelSpec, needs: Needs) -> str | None:
     if missing_media:
         takes = ", ".join(sorted(spec.input_modalities))
         return f"needs {' and '.join(missing_media)} input; model takes {takes}"
-    if needs.tools and not spec.tools:
-        return "needs tool calling; model has none"
-    if needs.json_schema and not spec.json_schema:
-        return "needs JSON-schema output; model lacks it"
-    if needs.json_object and not (spec.json_object or spec.json_schema):
-        return "needs JSON output; model lacks it"
+
+    def lacks(capability: bool | None) -> bool:
+        return capability is False or (capability is None and not unknown_ok)
+
+    if needs.tools and lacks(spec.tools):
+        return f'needs tool calling; model has none (set tools = true under [models."{spec.id}"])'
+    if needs.json_schema and lacks(spec.json_schema):
+        return (
+            "needs JSON-schema output; model lacks it "
+            f'(set json_schema = true under [models."{spec.id}"])'
+        )
+    if needs.json_object and lacks(spec.json_object) and lacks(spec.json_schema):
+        return (
+            f'needs JSON output; model lacks it (set json_object = true under [models."{spec.id}"])'
+        )
     return None
 
 
@@ -115,7 +126,7 @@ def _exclusion(
     spec = facts.spec
     if today is not None and (retired := retired_reason(spec, today)) is not None:
         return retired
-    reason = _capability_gap(spec, needs)
+    reason = _capability_gap(spec, needs, facts.capabilities_unknown_ok)
     if reason is not None:
         return reason
     wanted = output_limit or 1

@@ -274,6 +274,11 @@ class Planner:
             runtime_installed=bool(self._runtime_installed),
         )
 
+    def _lenient(self, spec: ModelSpec) -> bool:
+        """Whether *spec*'s unset capabilities mean "unknown, try it" (openai_compatible)."""
+        config = self._provider_configs.get(spec.provider)
+        return config is not None and config.type == "openai_compatible"
+
     def _blocked(self, spec: ModelSpec, now: float) -> str | None:
         cooling = self.health.cooling_reason(spec.id, now)
         if cooling is not None:
@@ -323,6 +328,7 @@ class Planner:
                     blocked=self._blocked(spec, now),
                     offline=self._offline(spec, remote, off_machine, now),
                     observed=self.health.latency.get(spec.id),
+                    capabilities_unknown_ok=self._lenient(spec),
                 )
             )
         decision = decide(

@@ -233,7 +233,7 @@ def _rule_matches(
         needs.json_object or needs.json_schema
     ):
         return False
-    return all(request.metadata.get(k) == v for k, v in when.metadata.items())
+    return all(request.route_metadata.get(k) == v for k, v in when.metadata.items())
 
 
 def match_rule(

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
 
+from genrouter.testing._dashscope_wire import dashscope_input_error
 from genrouter.testing._replies import (
     Reply,
     completion_payload,
@@ -329,6 +330,10 @@ class FakeLLMServer:
             return keep_alive
         if method != "POST" or not path.split("?")[0].endswith("/chat/completions"):
             await _send(writer, 404, error_payload(404, message=f"no route {method} {path}"), {})
+            return keep_alive
+        refusal = dashscope_input_error(body) if "/compatible-mode/" in path else None
+        if refusal is not None:  # what DashScope's compatible mode refuses, refused the same way
+            await _send(writer, 400, refusal, {})
             return keep_alive
         model = body.get("model") if isinstance(body, dict) else None
         reply = self._next_reply(model if isinstance(model, str) else None)

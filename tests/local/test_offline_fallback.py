@@ -10,6 +10,7 @@ import httpx2
 import pytest
 
 from genrouter import AsyncClient
+from genrouter.params import MessageParam
 from tests.local.conftest import grammar
 
 pytest.importorskip("llama_cpp")
@@ -45,7 +46,7 @@ def _config(model_path: Path) -> dict[str, Any]:
 async def test_unreachable_network_falls_back_to_the_local_model(tiny_gguf: Path) -> None:
     seen: list[str] = []
     pool = _refusing_pool(seen)
-    messages = [{"role": "user", "content": "Are you there?"}]
+    messages: list[MessageParam] = [{"role": "user", "content": "Are you there?"}]
     async with AsyncClient(_config(tiny_gguf), env=KEYS, http_client=pool) as client:
         started = time.perf_counter()
         first = await client.chat.completions.create(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from genrouter import AsyncClient, InvalidRequestError
+from genrouter import AsyncClient, InvalidRequestError, MessageParam
 from genrouter.providers.local import LocalProvider
 from genrouter.providers.local._prompt import build_turns
 from genrouter.providers.local._tools import parse_calls, plan_tools
@@ -36,7 +36,7 @@ TIME = {
         "parameters": {"type": "object", "properties": {"utc": {"type": "boolean"}}},
     },
 }
-ASK = [{"role": "user", "content": "Weather in Paris?"}]
+ASK: list[MessageParam] = [{"role": "user", "content": "Weather in Paris?"}]
 
 
 def request(**params: Any) -> Any:

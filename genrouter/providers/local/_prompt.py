@@ -27,7 +27,7 @@ from genrouter.messages import (
     first_validation_error,
     message_text,
 )
-from genrouter.request import ChatRequest
+from genrouter.request import OPENAI_ONLY_PARAMS, ChatRequest
 
 __all__ = [
     "NAMED_TEMPLATES",
@@ -60,6 +60,9 @@ _DROPPED_PARAMS: tuple[str, ...] = (
     "top_logprobs",
     "user",
     "reasoning_effort",
+    *OPENAI_ONLY_PARAMS,
+    "extra_headers",
+    "extra_query",
 )
 
 _SAMPLING_DEFAULT_KEYS = frozenset(
