@@ -8,8 +8,11 @@ one process share nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -90,6 +93,7 @@ class AsyncClient:
         self._http: httpx2.AsyncClient | None = http_client
         self._owns_http = http_client is None
         self._providers: dict[str, Provider] = dict(providers or {})
+        self._providers_lock = threading.Lock()  # the first plan builds providers off the loop
         for name, provider_config in self._config.provider_configs().items():
             if provider_config.type == "custom" and name not in self._providers:
                 raise ConfigError(
@@ -197,12 +201,15 @@ class AsyncClient:
             raise ConfigError("this client is closed")
         provider = self._providers.get(name)
         if provider is None:
-            try:
-                config = self._planner.provider_config(name)
-            except KeyError:
-                raise ConfigError(f"provider {name!r} is not configured") from None
-            provider = create_provider(name, config, http=self._http_client, env=self._env)
-            self._providers[name] = provider
+            with self._providers_lock:
+                provider = self._providers.get(name)
+                if provider is None:
+                    try:
+                        config = self._planner.provider_config(name)
+                    except KeyError:
+                        raise ConfigError(f"provider {name!r} is not configured") from None
+                    provider = create_provider(name, config, http=self._http_client, env=self._env)
+                    self._providers[name] = provider
         return provider
 
     def _provider_for(self, spec: ModelSpec) -> Provider:
@@ -293,15 +300,32 @@ class AsyncClient:
     async def _plan_off_loop(self, params: Mapping[str, Any]) -> tuple[ChatRequest, Plan]:
         """Plan on a worker thread when planning may be slow, inline otherwise.
 
-        The first plan of a client loads tokenizer files (~0.3 s each) and a request with
-        images may read files or decode data URIs to size them: neither may stall the event
-        loop. Plain text requests after the first plan inline (microseconds).
+        The first plan of a client loads tokenizer files (~0.3 s each) and builds the providers
+        it names (importing their modules, loading the CA bundle: ~0.8 s together); a request
+        with images may read files or decode data URIs to size them, and counting a long text
+        takes ~0.3 ms per KB: none of it may stall the event loop. Short text requests after
+        the first plan inline (microseconds).
         """
-        if self._planned_once and not _has_media(params.get("messages")):
+        messages = params.get("messages")
+        if self._planned_once and not _has_media(messages) and not _is_long(messages):
             return self._plan(params)
-        planned = await asyncio.to_thread(self._plan, params)
+        planned = await asyncio.to_thread(self._plan_and_prepare, params)
         self._planned_once = True
         return planned
+
+    def _plan_and_prepare(self, params: Mapping[str, Any]) -> tuple[ChatRequest, Plan]:
+        """Plan (worker thread); the first time, also build the providers the plan names."""
+        request, plan = self._plan(params)
+        if not self._planned_once:
+            for spec in plan.specs.values():
+                if spec.id in plan.decision.plan:
+                    self.provider(spec.provider)
+            if self._http is not None:
+                # anyio (under httpcore2) imports its asyncio backend at the first request
+                # (~0.15 s); importing it here keeps that off the loop too.
+                with contextlib.suppress(ImportError):
+                    importlib.import_module("anyio._backends._asyncio")
+        return request, plan
 
     async def _complete(self, params: Mapping[str, Any]) -> ChatCompletion:
         request, plan = await self._plan_off_loop(params)
@@ -395,6 +419,27 @@ def _has_media(messages: object) -> bool:
         if content is not None and not isinstance(content, str):
             return True
     return False
+
+
+# Above this many characters of text, counting a prompt's tokens takes milliseconds (~0.3 ms
+# per KB with tiktoken here): plan it on a worker thread.
+_LONG_TEXT_CHARS = 32_000
+
+
+def _is_long(messages: object) -> bool:
+    """Whether the messages' text is long enough that counting it would stall the loop."""
+    if not isinstance(messages, list | tuple):
+        return True
+    total = 0
+    for message in messages:
+        content = (
+            message.get("content")
+            if isinstance(message, Mapping)
+            else getattr(message, "content", None)
+        )
+        if isinstance(content, str):
+            total += len(content)
+    return total > _LONG_TEXT_CHARS
 
 
 def _off_machine(provider: Provider) -> bool:
