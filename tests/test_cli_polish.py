@@ -355,3 +355,32 @@ def test_a_local_fallback_shows_its_loading_and_llama_logs_only_with_v(
     assert verbose.returncode == EXIT_OK, verbose.stderr
     assert "genrouter.local.llama_cpp: llama_context:" in verbose.stderr
     assert "genrouter.local.llama_cpp: llama_model_loader:" in verbose.stderr  # during the load
+
+
+def test_llama_log_bridge_makes_whole_lines_at_llamas_levels(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """ggml levels (ggml.h): DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5 continues a line."""
+    import logging
+
+    from genrouter.providers.local._logging import NATIVE_LOGGER, LlamaLogBridge
+
+    caplog.set_level(logging.DEBUG, logger=NATIVE_LOGGER)
+    bridge = LlamaLogBridge(logging.getLogger(NATIVE_LOGGER))
+    bridge(3, b"llama_kv_cache_iswa: using full-size SWA cache\n")
+    bridge(2, b"loading")
+    bridge(5, b".")
+    bridge(5, b".\n")
+    bridge(4, b"first line\nsecond line\n")
+    bridge(1, None)
+    bridge(2, b"unterminated")
+    bridge(1, b"next message\n")
+    got = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == NATIVE_LOGGER]
+    assert got == [
+        ("WARNING", "llama_kv_cache_iswa: using full-size SWA cache"),
+        ("INFO", "loading.."),
+        ("ERROR", "first line"),
+        ("ERROR", "second line"),
+        ("INFO", "unterminated"),
+        ("DEBUG", "next message"),
+    ]
