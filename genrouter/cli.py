@@ -73,7 +73,13 @@ class _UsageError(Exception):
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="genrouter", description="One client for many language models, with explained routing."
+        prog="genrouter",
+        description="One client for many language models, with explained routing.",
+        epilog=(
+            "exit status: 0 ok, 1 the request failed, 2 usage or config error, "
+            "3 no model available, 130 interrupted, 141 stdout closed early. "
+            "More in docs/cli.md."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"genrouter {__version__}")
     parser.add_argument(
@@ -88,7 +94,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def add_verbose(p: argparse.ArgumentParser) -> None:
+        # `genrouter chat -v ...` works as well as `genrouter -v chat ...`.
+        p.add_argument(
+            "-v",
+            "--verbose",
+            action="count",
+            default=0,
+            dest="sub_verbose",
+            help="see genrouter -h",
+        )
+
     def add_request_args(p: argparse.ArgumentParser) -> None:
+        add_verbose(p)
         p.add_argument(
             "prompt",
             nargs="*",
@@ -129,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     route.add_argument("--json", action="store_true", help="print the decision as JSON")
 
     models = sub.add_parser("models", help="list the catalog and what is usable here")
+    add_verbose(models)
     models.add_argument("--json", action="store_true", help="print the list as JSON")
     return parser
 
@@ -497,7 +516,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version (0) and usage errors (2), already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    with _durable_stderr(sys.stderr) as err, _logging_to(err, args.verbose):
+    verbosity = args.verbose + getattr(args, "sub_verbose", 0)
+    with _durable_stderr(sys.stderr) as err, _logging_to(err, verbosity):
         return _run(args, sys.stdout, err, sys.stdin)
 
 

@@ -349,7 +349,7 @@ def test_a_local_fallback_shows_its_loading_and_llama_logs_only_with_v(
     assert quiet.returncode == EXIT_OK and quiet.stderr == ""
 
     verbose = run_cli(
-        ["-vv", "--config", str(local_fallback_config), "chat", "--max-tokens", "4", "hi"],
+        ["-v", "--config", str(local_fallback_config), "chat", "-v", "--max-tokens", "4", "hi"],
         cwd=local_fallback_config.parent,
     )
     assert verbose.returncode == EXIT_OK, verbose.stderr
