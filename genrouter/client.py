@@ -104,7 +104,7 @@ class AsyncClient:
         self._clock = clock
         self._closed = False
         self._localities: dict[str, tuple[bool, bool]] = {}
-        self._planned_once = False
+        self._planned_for: set[str] = set()  # `model` values planned once (tokenizers loaded)
         self._off_machine: dict[str, bool] = {}
         health = Health(self._config.circuit_breaker, self._config.offline)
         budget = Budget(self._config.budget) if self._config.budget else None
@@ -300,33 +300,40 @@ class AsyncClient:
     async def _plan_off_loop(self, params: Mapping[str, Any]) -> tuple[ChatRequest, Plan]:
         """Plan on a worker thread when planning may be slow, inline otherwise.
 
-        The first plan of a client loads tokenizer files (~0.3 s each) and builds the providers
-        it names (importing their modules, loading the CA bundle: ~0.8 s together); a request
-        with images may read files or decode data URIs to size them, and counting a long text
-        takes ~0.3 ms per KB: none of it may stall the event loop. Short text requests after
-        the first plan inline (microseconds).
+        The first plan for a ``model`` value (a route, a model, ``auto``) may load tokenizer
+        files (~0.3 s each) and build the providers it names (importing their modules, loading
+        the CA bundle: ~0.8 s together); a request with images may read files or decode data
+        URIs to size them, and counting a long text takes ~0.3 ms per KB: none of it may stall
+        the event loop. Short text requests for a ``model`` planned before inline
+        (microseconds).
         """
         messages = params.get("messages")
-        if self._planned_once and not _has_media(messages) and not _is_long(messages):
+        target = params.get("model")
+        if (
+            isinstance(target, str)
+            and target in self._planned_for
+            and not _has_media(messages)
+            and not _is_long(messages)
+        ):
             return self._plan(params)
         planned = await asyncio.to_thread(self._plan_and_prepare, params)
-        self._planned_once = True
+        if isinstance(target, str):
+            self._planned_for.add(target)
         return planned
 
     def _plan_and_prepare(self, params: Mapping[str, Any]) -> tuple[ChatRequest, Plan]:
-        """Plan (worker thread); the first time, also build the providers the plan names."""
+        """Plan (worker thread), and build the providers the plan names if they are new."""
         request, plan = self._plan(params)
-        if not self._planned_once:
-            for spec in plan.specs.values():
-                if spec.id in plan.decision.plan:
-                    # A provider that cannot be built fails its attempt, as before.
-                    with contextlib.suppress(GenRouterError):
-                        self.provider(spec.provider)
-            if self._http is not None:
-                # anyio (under httpcore2) imports its asyncio backend at the first request
-                # (~0.15 s); importing it here keeps that off the loop too.
-                with contextlib.suppress(ImportError):
-                    importlib.import_module("anyio._backends._asyncio")
+        for spec in plan.specs.values():
+            if spec.id in plan.decision.plan and spec.provider not in self._providers:
+                # A provider that cannot be built fails its attempt, as before.
+                with contextlib.suppress(GenRouterError):
+                    self.provider(spec.provider)
+        if self._http is not None:
+            # anyio (under httpcore2) imports its asyncio backend at the first request
+            # (~0.15 s); importing it here keeps that off the loop too.
+            with contextlib.suppress(ImportError):
+                importlib.import_module("anyio._backends._asyncio")
         return request, plan
 
     async def _complete(self, params: Mapping[str, Any]) -> ChatCompletion:

@@ -4,7 +4,8 @@ asyncio in debug mode logs ``Executing <Task ...> took 0.123 seconds`` on the ``
 logger for every callback that runs longer than ``loop.slow_callback_duration``. These tests
 run the first request of a fresh client (its first routing loads tokenizer files, its first
 remote request builds the HTTP stack), a stream, and a request with a 390 KB prompt (token
-counting of a long text), and fail on any such report.
+counting of a long text), a request for a model not planned before (another tokenizer,
+another provider), and fail on any such report.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def _config(base: str) -> dict[str, Any]:
             "openai": {"type": "openai", "base_url": base + "/v1"},
             "dashscope": {"type": "dashscope", "base_url": base + "/compatible-mode/v1"},
         },
-        "routes": {"default": {"candidates": ["openai/o3-mini", "dashscope/qwen-max"]}},
+        "routes": {"default": {"candidates": ["openai/o3-mini"]}},
     }
 
 
@@ -100,6 +101,11 @@ async def test_first_requests_and_a_huge_prompt_never_stall_the_loop(
             messages=[{"role": "user", "content": BIG_PROMPT}]
         )
         assert big.choices[0].message.content == "ok"
+        # A model planned for the first time: a new tokenizer (Qwen's) and a new provider.
+        other = await client.chat.completions.create(
+            model="dashscope/qwen-max", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert other.route is not None and other.route.model == "dashscope/qwen-max"
         assert big.route is not None and big.route.decision is not None
         assert big.route.decision.prompt_tokens > 80_000  # really counted, not skipped
     assert _stalls(caplog) == []
