@@ -384,3 +384,16 @@ def test_llama_log_bridge_makes_whole_lines_at_llamas_levels(
         ("INFO", "unterminated"),
         ("DEBUG", "next message"),
     ]
+
+
+def test_docs_list_every_exit_status() -> None:
+    """docs/cli.md's table and genrouter.cli's constants say the same thing."""
+    import re
+
+    import genrouter.cli as cli
+
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    table = text.split("## Exit status", 1)[1].split("\n## ", 1)[0]
+    documented = {int(n) for n in re.findall(r"^\| (\d+) \|", table, flags=re.MULTILINE)}
+    constants = {getattr(cli, name) for name in cli.__all__ if name.startswith("EXIT_")}
+    assert documented == constants == {0, 1, 2, 3, 130, 141}
