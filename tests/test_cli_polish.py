@@ -397,3 +397,21 @@ def test_docs_list_every_exit_status() -> None:
     documented = {int(n) for n in re.findall(r"^\| (\d+) \|", table, flags=re.MULTILINE)}
     constants = {getattr(cli, name) for name in cli.__all__ if name.startswith("EXIT_")}
     assert documented == constants == {0, 1, 2, 3, 130, 141}
+
+
+def test_a_discovered_gguf_can_be_named_and_shows_its_loading(tmp_path: Path) -> None:
+    """``-m local/<file stem>`` for a GGUF found in $GENROUTER_MODELS_DIR runs that file."""
+    pytest.importorskip("llama_cpp")
+    from tests.local._tiny_gguf import CHATML_TEMPLATE, build_tiny_gguf
+
+    models = tmp_path / "models"
+    models.mkdir()
+    build_tiny_gguf(models / "tiny-chatml.gguf", chat_template=CHATML_TEMPLATE)
+    done = run_cli(
+        ["chat", "-m", "local/tiny-chatml", "--max-tokens", "3", "hi"],
+        cwd=tmp_path,
+        env=_env(GENROUTER_MODELS_DIR=str(models)),
+    )
+    assert done.returncode == EXIT_OK, done.stderr
+    assert "loading local/tiny-chatml" in done.stderr
+    assert "answered by local/tiny-chatml" in done.stderr
