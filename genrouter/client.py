@@ -8,6 +8,8 @@ one process share nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import os
 import random
 import sys
@@ -120,7 +122,7 @@ class AsyncClient:
         self._clock = clock
         self._closed = False
         self._localities: dict[str, tuple[bool, bool]] = {}
-        self._planned_once = False
+        self._planned_for: set[str] = set()  # `model` values planned once (tokenizers loaded)
         self._off_machine: dict[str, bool] = {}
         health = Health(self._config.circuit_breaker, self._config.offline)
         budget = Budget(self._config.budget) if self._config.budget else None
@@ -438,19 +440,42 @@ class AsyncClient:
     async def _plan_off_loop(self, params: Mapping[str, Any]) -> tuple[ChatRequest, Plan]:
         """Plan on a worker thread when planning may be slow, inline otherwise.
 
-        The first plan of a client loads tokenizer files (~0.3 s each) and a request with
-        images may read files or decode data URIs to size them: neither may stall the event
-        loop. Plain text requests after the first plan inline (microseconds).
+        The first plan for a ``model`` value (a route, a model, ``auto``) may load tokenizer
+        files (~0.3 s each) and build the providers it names (importing their modules, loading
+        the CA bundle: ~0.8 s together); a request with images may read files or decode data
+        URIs to size them, and counting a long text takes ~0.3 ms per KB: none of it may stall
+        the event loop. Short text requests for a ``model`` planned before inline
+        (microseconds).
         """
+        messages = params.get("messages")
+        target = params.get("model")
         if (
-            self._planned_once
-            and not _has_media(params.get("messages"))
+            isinstance(target, str)
+            and target in self._planned_for
+            and not _has_media(messages)
+            and not _is_long(messages)
             and not _first_schema(params)
         ):
             return self._plan(params)
-        planned = await asyncio.to_thread(self._plan, params)
-        self._planned_once = True
+        planned = await asyncio.to_thread(self._plan_and_prepare, params)
+        if isinstance(target, str):
+            self._planned_for.add(target)
         return planned
+
+    def _plan_and_prepare(self, params: Mapping[str, Any]) -> tuple[ChatRequest, Plan]:
+        """Plan (worker thread), and build the providers the plan names if they are new."""
+        request, plan = self._plan(params)
+        for spec in plan.specs.values():
+            if spec.id in plan.decision.plan and spec.provider not in self._providers:
+                # A provider that cannot be built fails its attempt, as before.
+                with contextlib.suppress(GenRouterError):
+                    self.provider(spec.provider)
+        if self._http is not None:
+            # anyio (under httpcore2) imports its asyncio backend at the first request
+            # (~0.15 s); importing it here keeps that off the loop too.
+            with contextlib.suppress(ImportError):
+                importlib.import_module("anyio._backends._asyncio")
+        return request, plan
 
     async def _complete(self, params: Mapping[str, Any]) -> ChatCompletion:
         try:
@@ -705,6 +730,27 @@ def _first_schema(params: Mapping[str, Any]) -> bool:
     return "jsonschema" not in sys.modules and bool(
         params.get("tools") or params.get("response_format")
     )
+
+
+# Above this many characters of text, counting a prompt's tokens takes milliseconds (~0.3 ms
+# per KB with tiktoken here): plan it on a worker thread.
+_LONG_TEXT_CHARS = 32_000
+
+
+def _is_long(messages: object) -> bool:
+    """Whether the messages' text is long enough that counting it would stall the loop."""
+    if not isinstance(messages, list | tuple):
+        return True
+    total = 0
+    for message in messages:
+        content = (
+            message.get("content")
+            if isinstance(message, Mapping)
+            else getattr(message, "content", None)
+        )
+        if isinstance(content, str):
+            total += len(content)
+    return total > _LONG_TEXT_CHARS
 
 
 def _off_machine(provider: Provider) -> bool:

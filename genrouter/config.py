@@ -52,7 +52,17 @@ _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 # ConfigError naming it (``providers.NAME.region``): a field that would be ignored is a typo or
 # a copy-paste from another provider, never what the user meant.
 _HTTP_FIELDS = frozenset(
-    {"base_url", "api_key_env", "api_key", "headers", "timeout_s", "connect_timeout_s", "use_sdk"}
+    {
+        "base_url",
+        "api_key_env",
+        "api_key",
+        "headers",
+        "timeout_s",
+        "connect_timeout_s",
+        "use_sdk",
+        "allow_missing_finish_reason",
+        "continuation",
+    }
 )
 PROVIDER_FIELDS: dict[str, frozenset[str]] = {
     "openai": _HTTP_FIELDS | {"organization", "project"},

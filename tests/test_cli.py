@@ -105,6 +105,6 @@ def test_errors_are_one_readable_line_and_exit_1(
 def test_a_bad_config_names_the_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "genrouter.toml"
     path.write_text('[routes.default]\ncandidates = ["o3-mini"]\nobjective = "fast"\n')
-    assert main(["--config", str(path), "models"]) == 1
+    assert main(["--config", str(path), "models"]) == 2  # usage/config errors exit 2
     _, err = capsys.readouterr()
     assert "ConfigError: routes.default.objective:" in err

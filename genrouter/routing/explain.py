@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from genrouter.types import RouteDecision, RouteInfo
 
-__all__ = ["render_decision", "render_route_info", "render_table"]
+__all__ = ["render_choice", "render_decision", "render_route_info", "render_table"]
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -57,6 +57,37 @@ def render_decision(decision: RouteDecision) -> str:
     plan = " -> ".join(decision.plan) if decision.plan else "(no eligible candidate)"
     notes = "".join(f"\nnote: {note}" for note in decision.notes)
     return f"{head}\n{table}\nplan: {plan}{notes}"
+
+
+# Why the first planned model came first, by route objective (decision.py's ranking).
+_OBJECTIVE_REASONS = {
+    "ordered": "first eligible in the route's order",
+    "cost": "lowest estimated cost",
+    "latency": "lowest estimated latency",
+    "balanced": "best balance of estimated cost and latency",
+}
+
+
+def render_choice(decision: RouteDecision, answered: str | None = None) -> str:
+    """One line on why the plan starts where it does, and who answered if that differs.
+
+    *answered* is the model that produced the answer (``RouteInfo.model``); after a fallback
+    the line names it, not the first choice that failed.
+    """
+    if not decision.plan:
+        return "no candidate was eligible"
+    first = decision.plan[0]
+    why = _OBJECTIVE_REASONS.get(decision.objective, f"objective {decision.objective}")
+    if answered is None or answered == first:
+        line = f"chose {first} ({why})"
+    else:
+        line = f"{answered} answered as a fallback; first choice was {first} ({why})"
+    skipped = [c for c in decision.candidates if not c.eligible]
+    if skipped:
+        reasons = "; ".join(f"{c.model}: {c.excluded_because}" for c in skipped[:4])
+        more = f"; and {len(skipped) - 4} more" if len(skipped) > 4 else ""
+        line += f" — skipped {reasons}{more}"
+    return line
 
 
 def render_route_info(info: RouteInfo) -> str:

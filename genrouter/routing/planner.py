@@ -133,6 +133,9 @@ class Planner:
             return None
         fields: dict[str, object] = {"id": name, "provider": provider, "model": model}
         if config.type == "local":
+            # A GGUF found by discovery (``local/<file stem>``) is that file, not a path.
+            if (discovered := self.zero_config_route()[1].get(name)) is not None:
+                return discovered
             fields.update(local=True, path=model)
         elif config.type == "openai" and model.startswith(_O_SERIES_PREFIXES):
             o_series = self.catalog.resolve("openai/o3-mini")
