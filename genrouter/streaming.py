@@ -14,6 +14,7 @@ attempts), and every other chunk has ``usage=None``, as OpenAI sends them. Usage
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -153,7 +154,18 @@ class AsyncChatStream:
     usage and ``route``; :attr:`route` is live while streaming.
     """
 
-    __slots__ = ("_acc", "_chunks", "_done", "_include_usage", "_pending", "_route", "_usage_due")
+    __slots__ = (
+        "_acc",
+        "_chunks",
+        "_closing",
+        "_done",
+        "_include_usage",
+        "_left",
+        "_pending",
+        "_reader",
+        "_route",
+        "_usage_due",
+    )
 
     def __init__(
         self,
@@ -169,6 +181,12 @@ class AsyncChatStream:
         self._pending: ChatCompletionChunk | None = None
         self._include_usage = include_usage
         self._usage_due = False
+        # The task waiting on the provider right now (``None`` between chunks), so that
+        # ``aclose()`` from another task can stop that wait instead of failing with "generator
+        # already running"; ``_left`` is set once that task has let go of the generator.
+        self._reader: asyncio.Task[Any] | None = None
+        self._closing = False
+        self._left: asyncio.Event | None = None
 
     async def _prime(self) -> None:
         """Wait for the first chunk, so that failures before any content raise from ``create``."""
@@ -206,15 +224,28 @@ class AsyncChatStream:
                     return self._acc.usage_chunk()
                 raise StopAsyncIteration
             else:
+                self._reader = asyncio.current_task()
                 try:
                     chunk = await self._chunks.__anext__()
                 except StopAsyncIteration:
                     self._finished()
                     continue
+                except asyncio.CancelledError:
+                    self._done = True
+                    reader = self._reader
+                    if self._closing and reader is not None and reader.uncancel() == 0:
+                        # aclose() from another task stopped this wait: the loop ends cleanly.
+                        raise StopAsyncIteration from None
+                    await self._chunks.aclose()
+                    raise
                 except BaseException:
                     self._done = True
                     await self._chunks.aclose()
                     raise
+                finally:
+                    self._reader = None
+                    if self._left is not None:
+                        self._left.set()
             self._acc.add(chunk)
             if chunk.usage is None:
                 return chunk
@@ -235,9 +266,19 @@ class AsyncChatStream:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop the stream and release its connection (safe to call more than once)."""
+        """Stop the stream and release its connection (safe to call more than once).
+
+        It may be called from another task than the one iterating: the iterating task's
+        ``async for`` then ends (no more chunks, no error) once the connection is closed.
+        """
         self._done = True
         self._usage_due = False
+        reader = self._reader
+        if reader is not None and reader is not asyncio.current_task() and not reader.done():
+            self._closing = True
+            self._left = asyncio.Event()
+            reader.cancel()
+            await self._left.wait()
         await self._chunks.aclose()
 
     async def until_done(self) -> ChatCompletion:

@@ -109,3 +109,28 @@ async def test_concurrent_first_requests_share_one_pool() -> None:
         await client.aclose()
         assert client._http is None and pool.is_closed
         assert await server.wait_for_connections(0, timeout=5) == 0
+
+
+async def test_a_stream_closed_from_another_task_ends_the_readers_loop() -> None:
+    reply = Reply(chunks=["a ", "b ", "c ", "d"], delay_between_chunks_s=0.5)
+    async with FakeLLMServer(default_reply=reply) as server:
+        client = AsyncClient(config(server), env={})
+        stream = await client.chat.completions.create(
+            model="default", messages=HELLO, stream=True
+        )
+        seen: list[str] = []
+
+        async def read() -> None:
+            async for chunk in stream:
+                if chunk.choices:
+                    seen.append(chunk.choices[0].delta.content or "")
+
+        reader = asyncio.create_task(read())
+        await asyncio.sleep(0.2)  # the reader now waits on the provider for the next piece
+        await asyncio.wait_for(stream.aclose(), timeout=5)
+        await asyncio.wait_for(reader, timeout=5)  # ended cleanly: no error, no hang
+        assert reader.exception() is None
+        assert "".join(seen) == "a "  # what arrived before the close, nothing invented
+        assert stream.route.attempts[-1].outcome == "cancelled"
+        assert await server.wait_for_connections(0) == 0
+        await client.close()
