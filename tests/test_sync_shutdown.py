@@ -115,9 +115,7 @@ async def test_a_stream_closed_from_another_task_ends_the_readers_loop() -> None
     reply = Reply(chunks=["a ", "b ", "c ", "d"], delay_between_chunks_s=0.5)
     async with FakeLLMServer(default_reply=reply) as server:
         client = AsyncClient(config(server), env={})
-        stream = await client.chat.completions.create(
-            model="default", messages=HELLO, stream=True
-        )
+        stream = await client.chat.completions.create(model="default", messages=HELLO, stream=True)
         seen: list[str] = []
 
         async def read() -> None:
