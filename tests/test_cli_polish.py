@@ -92,7 +92,7 @@ def config(tmp_path: Path, server: FakeLLMServer) -> Path:
                 "routes": {
                     "default": {
                         "candidates": [
-                            "openai/o3-mini",
+                            "openai/gpt-6-luna",
                             "dashscope/qwen-max",
                             "dashscope/qwen-max-latest",
                         ],
@@ -183,7 +183,7 @@ def test_all_failed_lists_every_attempt_and_why(config: Path, server: FakeLLMSer
         line.startswith("  dashscope/qwen-max-latest (try 1): AuthenticationError:")
         for line in lines
     ), done.stderr
-    assert "  openai/o3-mini: not tried: no credentials: set OPENAI_API_KEY" in lines
+    assert "  openai/gpt-6-luna: not tried: no credentials: set OPENAI_API_KEY" in lines
     assert "Traceback" not in done.stderr and KEY not in done.stderr
 
 
@@ -207,8 +207,10 @@ def test_json_output_of_chat_route_and_models(config: Path, server: FakeLLMServe
     assert decision["plan"] == ["dashscope/qwen-max", "dashscope/qwen-max-latest"]
     candidates = {c["model"]: c for c in decision["candidates"]}
     assert candidates["dashscope/qwen-max"]["eligible"] is True
-    assert candidates["openai/o3-mini"]["eligible"] is False
-    assert candidates["openai/o3-mini"]["excluded_because"] == "no credentials: set OPENAI_API_KEY"
+    assert candidates["openai/gpt-6-luna"]["eligible"] is False
+    assert (
+        candidates["openai/gpt-6-luna"]["excluded_because"] == "no credentials: set OPENAI_API_KEY"
+    )
     assert {"prompt_tokens", "estimated_cost_usd", "score"} <= set(candidates["dashscope/qwen-max"])
     assert len(server.requests) == 1  # a dry run sends nothing
 
@@ -216,8 +218,8 @@ def test_json_output_of_chat_route_and_models(config: Path, server: FakeLLMServe
     assert listed.returncode == EXIT_OK and listed.stderr == ""
     models = {m["spec"]["id"]: m for m in json.loads(listed.stdout)["models"]}
     assert models["dashscope/qwen-max"]["usable"] is True
-    assert models["openai/o3-mini"]["usable"] is False
-    assert models["openai/o3-mini"]["reason"] == "no credentials: set OPENAI_API_KEY"
+    assert models["openai/gpt-6-luna"]["usable"] is False
+    assert models["openai/gpt-6-luna"]["reason"] == "no credentials: set OPENAI_API_KEY"
 
 
 def test_json_errors_go_to_stdout_too(config: Path, server: FakeLLMServer) -> None:

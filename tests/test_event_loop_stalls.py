@@ -58,7 +58,7 @@ def _config(base: str) -> dict[str, Any]:
             "openai": {"type": "openai", "base_url": base + "/v1"},
             "dashscope": {"type": "dashscope", "base_url": base + "/compatible-mode/v1"},
         },
-        "routes": {"default": {"candidates": ["openai/o3-mini"]}},
+        "routes": {"default": {"candidates": ["openai/gpt-6-luna"]}},
     }
 
 

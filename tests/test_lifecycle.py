@@ -232,7 +232,7 @@ def test_route_explain_on_o3_mini_names_its_successor(
     # The CLI judges by today's real date (2026-12-01 or later): o3-mini is retired.
     monkeypatch.setenv("GENROUTER_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("OPENAI_API_KEY", "sk-cli-lifecycle-1234")
-    assert main(["route", "--explain", "--model", "o3-mini", "hi"]) == 1
+    assert main(["route", "--explain", "--model", "o3-mini", "hi"]) == 2  # a request error
     _, err = capsys.readouterr()
     assert "ModelRetiredError" in err
     assert "openai/o3-mini was retired on 2026-10-23; use openai/gpt-6-luna instead" in err

@@ -26,6 +26,9 @@ from genrouter.params import CompletionCreateParams, MessageParam
 from genrouter.request import ChatRequest
 from genrouter.testing import FakeLLMServer, Reply
 
+# Not about lifecycle: judge models as of before the 2026 retirements (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("catalog_before_2026_retirements")
+
 KEY = {"OPENAI_API_KEY": "sk-test", "DASHSCOPE_API_KEY": "sk-test"}
 HELLO: list[MessageParam] = [{"role": "user", "content": "Say hello"}]
 MODEL = "openai/gpt-4o-mini"

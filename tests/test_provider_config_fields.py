@@ -47,6 +47,8 @@ def test_every_field_is_allowed_somewhere_and_each_type_accepts_its_own() -> Non
         "models_dir": "/models",
         "idle_unload_s": 60.0,
         "preload": ["local/x"],
+        "allow_missing_finish_reason": True,
+        "continuation": "prefix",
     }
     for kind, fields in PROVIDER_FIELDS.items():
         config = ProviderConfig.model_validate({"type": kind, **{f: samples[f] for f in fields}})

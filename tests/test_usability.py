@@ -46,7 +46,8 @@ def _three_answers(
 ) -> tuple[str, str, tuple[int, str]]:
     assert main(["--config", str(config), "models"]) == 0
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:]}
-    assert main(["--config", str(config), "route", "-m", "local/mine", "hi"]) == 0
+    # Exit 3: the route has no eligible candidate (docs/cli.md), and the table says why.
+    assert main(["--config", str(config), "route", "-m", "local/mine", "hi"]) == 3
     explained = capsys.readouterr().out
     status = main(["--config", str(config), "chat", "-m", "local/mine", "--no-stream", "hi"])
     return rows["local/mine"], explained, (status, capsys.readouterr().err)
@@ -89,7 +90,7 @@ def test_without_the_runtime_every_view_says_so(
     listed, explained, (status, chat_err) = _three_answers(_config_file(tmp_path, present), capsys)
     assert listed.rstrip().endswith(f"no: {LOCAL_RUNTIME_MISSING}")
     assert LOCAL_RUNTIME_MISSING in explained and LOCAL_RUNTIME_MISSING in chat_err
-    assert status == 1
+    assert status == 3  # no model available (docs/cli.md)
 
 
 def test_the_verdict_function(tmp_path: Path) -> None:
