@@ -62,7 +62,7 @@ def test_a_missing_model_file_gets_one_answer_everywhere(
     listed, explained, (status, chat_err) = _three_answers(_config_file(tmp_path, missing), capsys)
     assert listed.rstrip().endswith(f"no: {reason}")
     assert reason in explained
-    assert status == 1 and "NoCandidateError" in chat_err and reason in chat_err
+    assert status == 3 and "NoCandidateError" in chat_err and reason in chat_err
 
 
 @pytest.mark.usefixtures("runtime")
