@@ -82,3 +82,16 @@ def test_doc_snippet_runs(page: str, block: str) -> None:
     result = eval(code, {"__name__": "__doc_snippet__"})
     if inspect.iscoroutine(result):
         asyncio.run(result)
+
+
+def test_readme_configuration_loads_as_written(tmp_path: Path) -> None:
+    """The README's TOML block is a valid configuration (every snippet in the README runs)."""
+    from genrouter.config import load_config
+
+    blocks = re.findall(r"```toml\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    assert blocks, "the README shows a configuration"
+    for number, block in enumerate(blocks):
+        path = tmp_path / f"readme-{number}.toml"
+        path.write_text(block, encoding="utf-8")
+        config = load_config(path)
+        assert config.routes, f"README TOML block {number} defines no route"
