@@ -104,12 +104,14 @@ _RESERVE = (
     _TIDY
     + """
 local amount = tonumber(ARGV[3])
-if amount > 0 and spent + reserved + amount > tonumber(ARGV[4]) then return 0 end
+if amount > 0 and spent + reserved + amount > tonumber(ARGV[4]) then
+  return {0, tostring(spent), tostring(reserved)}
+end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('PEXPIRE', KEYS[3], ARGV[5])
-return 1
+return {1, tostring(spent), tostring(reserved + amount)}
 """
 )
 
@@ -178,6 +180,7 @@ class RedisBackend:
             health_check_interval=0,
         )
         self._cache: dict[str, tuple[float, Any]] = {}
+        self._latency_sent: dict[str, float] = {}
         self._down_until = 0.0
         self._down_logged = False
         self._lock = threading.Lock()
@@ -370,9 +373,10 @@ class RedisBackend:
         if down_for_s is None:
             if self.host_down(host) is not None:
                 self._run(self._redis.delete, key)
+                self._forget(key)
         else:
             self._run(self._redis.set, key, repr(float(down_for_s)), px=_ms(down_for_s))
-        self._forget(key)
+            self._forget(key)
 
     # -- budget -----------------------------------------------------------------------------
 
@@ -392,12 +396,15 @@ class RedisBackend:
             _ms(self._config.reservation_ttl_s),
         ]
         got = self._run(self._reserve, self._budget_keys(), args)
-        self._forget("budget")
-        return None if got is None else int(got) == 1
+        if got is None:
+            return None
+        # The script's totals are the freshest read there is: cache them for routing.
+        self._cache["budget"] = (time.monotonic(), [got[1], got[2]])
+        return int(got[0]) == 1
 
     def settle(self, rid: str, cost: float, *, window_s: float) -> None:
+        # The cached totals may trail this by up to cache_s; reserve is the atomic check.
         self._run(self._settle, self._budget_keys(), [_ms(window_s), rid, repr(max(cost, 0.0))])
-        self._forget("budget")
 
     def release(self, rid: str) -> None:
         keys = self._budget_keys()
@@ -431,7 +438,15 @@ class RedisBackend:
     def observe_latency(
         self, model_id: str, ttft_ms: float | None, output_tokens: int, tokens_per_s: float | None
     ) -> None:
+        # Sampled: at most one observation per model per cache_s goes to Redis (the local
+        # EWMA has every one), so a busy process adds no round trip to most requests.
         key = self._key("lat", model_id)
+        now = time.monotonic()
+        if now - self._latency_sent.get(model_id, -math.inf) < self._config.cache_s:
+            return
+        if len(self._latency_sent) > 4096:
+            self._latency_sent.clear()
+        self._latency_sent[model_id] = now
         args = [
             "" if ttft_ms is None else repr(float(ttft_ms)),
             output_tokens,
@@ -441,4 +456,3 @@ class RedisBackend:
             _ms(_LATENCY_TTL_S),
         ]
         self._run(self._latency, [key], args)
-        self._forget(key)
