@@ -11,6 +11,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -265,3 +266,16 @@ def test_state_config_is_validated_and_the_password_redacted() -> None:
     with pytest.raises(ConfigError) as ns:
         load_config({"state": {"namespace": "has space"}})
     assert ns.value.location == "state.namespace"
+
+
+def test_the_docs_example_runs(redis_server: RedisServer) -> None:
+    page = (ROOT / "docs" / "state.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", page, re.S)
+    assert blocks
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GENROUTER_REDIS_URL": redis_server.url}
+    for block in blocks:
+        done = subprocess.run(
+            [sys.executable, "-c", block], env=env, capture_output=True, timeout=60, check=False
+        )
+        assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+        assert b"healthy/m" in done.stdout
