@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import shutil
 import socket
 import statistics
@@ -48,39 +49,34 @@ def config(base_url: str, state: dict[str, Any] | None, *, budget: bool) -> dict
     return out
 
 
-async def per_request_ms(cfg: dict[str, Any], n: int) -> list[float]:
-    """Milliseconds per request, in 5 batches (after a warm-up)."""
-    async with AsyncClient(cfg, env={}) as client:
-        for _ in range(20):
-            await client.chat.completions.create(model="default", messages=HI)
-        batches = []
-        for _ in range(5):
-            started = time.perf_counter()
-            for _ in range(n // 5):
-                await client.chat.completions.create(model="default", messages=HI)
-            batches.append((time.perf_counter() - started) * 1000 / (n // 5))
-        return batches
-
-
 async def bench(n: int, redis_url: str) -> list[tuple[str, float]]:
+    """Median ms per request of each case, measured in small interleaved batches so that
+    drift on a noisy machine hits every case alike."""
     redis_state = {"backend": "redis", "url": redis_url, "namespace": "bench"}
-    rows = []
-    async with FakeLLMServer() as server:
+    batch = 10
+    async with FakeLLMServer() as server, contextlib.AsyncExitStack() as stack:
         url = server.openai_base_url
-        cases = [
-            ("memory", config(url, None, budget=False)),
-            ("redis", config(url, redis_state, budget=False)),
-            ("memory + budget", config(url, None, budget=True)),
-            ("redis + budget", config(url, redis_state, budget=True)),
-        ]
-        # Interleaved rounds so drift on a noisy machine hits every case alike.
-        results: dict[str, list[float]] = {name: [] for name, _ in cases}
-        for _ in range(3):
-            for name, cfg in cases:
-                results[name].extend(await per_request_ms(cfg, n))
-        for name, _ in cases:
-            rows.append((name, statistics.median(results[name])))
-    return rows
+        cases = {
+            "memory": config(url, None, budget=False),
+            "redis": config(url, redis_state, budget=False),
+            "memory + budget": config(url, None, budget=True),
+            "redis + budget": config(url, redis_state, budget=True),
+        }
+        clients = {
+            name: await stack.enter_async_context(AsyncClient(cfg, env={}))
+            for name, cfg in cases.items()
+        }
+        for client in clients.values():  # warm-up: connections, tokenizers, caches
+            for _ in range(20):
+                await client.chat.completions.create(model="default", messages=HI)
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(max(n // batch, 1)):
+            for name, client in clients.items():
+                started = time.perf_counter()
+                for _ in range(batch):
+                    await client.chat.completions.create(model="default", messages=HI)
+                times[name].append((time.perf_counter() - started) * 1000 / batch)
+        return [(name, statistics.median(times[name])) for name in cases]
 
 
 def main() -> int:
