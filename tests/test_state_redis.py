@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -279,3 +280,39 @@ def test_the_docs_example_runs(redis_server: RedisServer) -> None:
         )
         assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
         assert b"healthy/m" in done.stdout
+
+
+async def test_a_hung_redis_costs_one_socket_timeout_then_local_state(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = start_redis_server(tmp_path)
+    caplog.set_level(logging.WARNING, logger="genrouter")
+    try:
+        async with FakeLLMServer() as fake:
+            config = {
+                "providers": {
+                    "one": {"type": "openai_compatible", "base_url": fake.openai_base_url}
+                },
+                "models": {"one/m": {"context_window": 8000}},
+                "routes": {"default": {"candidates": ["one/m"]}},
+                "state": state(server, timeout_s=0.05, retry_s=60.0, cache_s=0.0),
+            }
+            async with AsyncClient(config, env={}) as client:
+                await client.chat.completions.create(model="default", messages=HI)
+                server.process.send_signal(signal.SIGSTOP)  # alive but answering nothing
+                try:
+                    started = time.monotonic()
+                    replies = [
+                        await client.chat.completions.create(model="default", messages=HI)
+                        for _ in range(5)
+                    ]
+                    elapsed = time.monotonic() - started
+                finally:
+                    server.process.send_signal(signal.SIGCONT)
+    finally:
+        server.stop()
+    assert all(r.choices[0].message.content for r in replies)
+    # One 50 ms timeout, then no Redis call until retry_s: far from five requests' worth of
+    # waits on a hung server (generous margin for a slow machine).
+    assert elapsed < 3.0
+    assert len([r for r in caplog.records if "unavailable" in r.getMessage()]) == 1
