@@ -36,6 +36,7 @@ from genrouter.routing.executor import Execution, RuntimeEnv
 from genrouter.routing.health import Health
 from genrouter.routing.hooks import AsyncHooks, Telemetry
 from genrouter.routing.planner import DEFAULT_KEY_ENV, Plan, Planner, refuse_empty
+from genrouter.state import build_backend
 from genrouter.streaming import AsyncChatStream
 from genrouter.structured import SchemaCache, is_model_class, response_format_param
 from genrouter.types import ChatCompletion, RouteDecision
@@ -124,8 +125,9 @@ class AsyncClient:
         self._localities: dict[str, tuple[bool, bool]] = {}
         self._planned_for: set[str] = set()  # `model` values planned once (tokenizers loaded)
         self._off_machine: dict[str, bool] = {}
-        health = Health(self._config.circuit_breaker, self._config.offline)
-        budget = Budget(self._config.budget) if self._config.budget else None
+        self._shared = build_backend(self._config.state)  # None: this process's state only
+        health = Health(self._config.circuit_breaker, self._config.offline, shared=self._shared)
+        budget = Budget(self._config.budget, shared=self._shared) if self._config.budget else None
         self._planner = Planner(
             self._config,
             self._catalog,
@@ -179,6 +181,8 @@ class AsyncClient:
         if self._http is not None and self._owns_http:
             await self._http.aclose()
         self._http = None
+        if self._shared is not None:
+            self._shared.close()
 
     def __repr__(self) -> str:
         return f"<AsyncClient routes={sorted(self._config.routes)} models={len(self._catalog)}>"
@@ -435,6 +439,8 @@ class AsyncClient:
         )
         notes = execution.info.notes
         notes.extend(n for n in plan.decision.notes if n not in notes)
+        if self._shared is not None and (degraded := self._shared.note()) is not None:
+            notes.append(degraded)
         return execution
 
     async def _plan_off_loop(self, params: Mapping[str, Any]) -> tuple[ChatRequest, Plan]:

@@ -41,6 +41,7 @@ __all__ = [
     "RouteConfig",
     "Rule",
     "RuleMatch",
+    "StateConfig",
     "load_config",
 ]
 
@@ -325,6 +326,70 @@ class BudgetConfig(_Strict):
     window_s: float = Field(default=86_400.0, gt=0)
 
 
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def redact_url(url: str) -> str:
+    """*url* with any password (and user name) replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None and parts.username is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return parts._replace(netloc=f"***@{host}").geturl()
+
+
+class StateConfig(_Strict):
+    """Where routing state lives: this process (``memory``) or shared on Redis (``redis``).
+
+    See docs/state.md. ``url`` may hold a password; it is redacted in every repr and message.
+    """
+
+    backend: Literal["memory", "redis"] = "memory"
+    url: str | None = Field(default=None, repr=False)
+    namespace: str = "genrouter"
+    cache_s: float = Field(default=0.25, ge=0, le=10)  # how long a read from Redis is reused
+    timeout_s: float = Field(default=0.05, gt=0, le=5)  # socket timeout of each Redis call
+    retry_s: float = Field(default=5.0, gt=0)  # after Redis failed, local state until then
+    reservation_ttl_s: float = Field(default=300.0, gt=0)  # a crashed process's hold expires
+    probe_ttl_s: float = Field(default=60.0, gt=0)  # a crashed prober's ticket expires
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018  (raises on a bad port)
+        except ValueError:
+            raise ValueError("must be a redis:// or rediss:// URL (could not parse it)") from None
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(
+                f"must be a redis://, rediss:// or unix:// URL, not {parts.scheme or 'no'} scheme"
+            )
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _check_namespace(cls, value: str) -> str:
+        if not _NAMESPACE.fullmatch(value):
+            raise ValueError("must be 1-64 characters of letters, digits and _ . : -")
+        return value
+
+    @model_validator(mode="after")
+    def _url_for_redis(self) -> StateConfig:
+        if self.backend == "redis" and self.url is None:
+            raise PydanticCustomError("missing", "the redis backend needs a url (redis://...)")
+        return self
+
+    def __repr_args__(self) -> Any:
+        yield from super().__repr_args__()
+        if self.url is not None:
+            yield "url", redact_url(self.url)
+
+
 class Config(_Strict):
     """The whole configuration. Build one with :func:`load_config` or ``Config(...)``."""
 
@@ -336,6 +401,7 @@ class Config(_Strict):
     circuit_breaker: CircuitConfig = Field(default_factory=CircuitConfig)
     offline: OfflineConfig = Field(default_factory=OfflineConfig)
     budget: BudgetConfig | None = None
+    state: StateConfig = Field(default_factory=StateConfig)
     timeout_s: float = Field(default=120.0, gt=0)
     first_token_timeout_s: float | None = Field(default=None, gt=0)
     # A request naming a model past its shutdown date goes to its successor instead of failing.

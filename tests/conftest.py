@@ -13,7 +13,15 @@ from genrouter.testing import FakeLLMServer
 # requires it): see tests/real_servers.py.
 from tests.real_servers import llama_server
 
-__all__ = ["catalog_before_2026_retirements", "fake_server", "llama_server"]
+# A real redis-server for the shared-state tests (session-scoped): see tests/redis_server.py.
+from tests.redis_server import redis_server
+
+__all__ = [
+    "catalog_before_2026_retirements",
+    "fake_server",
+    "llama_server",
+    "redis_server",
+]
 
 # A date before OpenAI's 2026-04-22 deprecations and Alibaba's notice 731, when o3-mini, gpt-4o,
 # qwen-vl-max and the rest were all live.

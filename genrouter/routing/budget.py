@@ -15,10 +15,15 @@ after the exact moment, which errs towards holding the limit, never towards over
 from __future__ import annotations
 
 import math
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from genrouter.config import BudgetConfig
+
+if TYPE_CHECKING:
+    from genrouter.state import StateBackend
 
 __all__ = ["BUCKETS_PER_WINDOW", "Budget", "Reservation"]
 
@@ -32,6 +37,7 @@ class Reservation:
 
     amount: float
     settled: bool = False
+    shared_id: str | None = None  # held on the shared backend too, under this id
 
 
 @dataclass(slots=True)
@@ -46,6 +52,9 @@ class Budget:
     spent: deque[tuple[int, float]] = field(default_factory=deque)
     reserved: float = 0.0
     total: float = 0.0
+    # With a shared backend the limit holds across every process (atomic reserve/settle on
+    # the backend); the local sums are kept as the fallback while it has no answer.
+    shared: StateBackend | None = None
 
     def _bucket(self, now: float) -> int:
         return math.floor(now * BUCKETS_PER_WINDOW / self.config.window_s)
@@ -64,12 +73,20 @@ class Budget:
             self.total = math.fsum(amount for _, amount in self.spent)
 
     def spent_usd(self, now: float) -> float:
-        """Money settled within the window ending at *now*."""
+        """Money settled within the window ending at *now* (by every process, when shared)."""
+        if self.shared is not None:
+            totals = self.shared.budget_totals(self.config.window_s)
+            if totals is not None:
+                return totals[0]
         self._expire(now)
         return self.total
 
     def remaining_usd(self, now: float) -> float:
         """What may still be spent: the limit less settled and reserved money."""
+        if self.shared is not None:
+            totals = self.shared.budget_totals(self.config.window_s)
+            if totals is not None:
+                return self.config.limit_usd - totals[0] - totals[1]
         return self.config.limit_usd - self.spent_usd(now) - self.reserved
 
     def reserve(self, amount: float) -> Reservation:
@@ -84,9 +101,25 @@ class Budget:
         Checking and reserving in one step (no ``await`` between them) keeps concurrent
         requests from each seeing the same money left and spending it twice.
         """
-        if amount > 0 and amount > self.remaining_usd(now):
+        if self.shared is not None and amount > 0 and math.isfinite(amount):
+            rid = uuid.uuid4().hex
+            config = self.config
+            held = self.shared.reserve(
+                rid, amount, limit_usd=config.limit_usd, window_s=config.window_s
+            )
+            if held is False:
+                return None
+            if held:
+                reservation = self.reserve(amount)
+                reservation.shared_id = rid
+                return reservation
+        if amount > 0 and amount > self._local_remaining(now):
             return None
         return self.reserve(amount)
+
+    def _local_remaining(self, now: float) -> float:
+        self._expire(now)
+        return self.config.limit_usd - self.total - self.reserved
 
     def settle(self, reservation: Reservation, actual: float | None, now: float) -> None:
         """Replace the reservation with the actual cost (the estimate if the cost is unknown)."""
@@ -95,6 +128,8 @@ class Budget:
         reservation.settled = True
         self._unreserve(reservation.amount)
         cost = reservation.amount if actual is None or not math.isfinite(actual) else actual
+        if reservation.shared_id is not None and self.shared is not None:
+            self.shared.settle(reservation.shared_id, cost, window_s=self.config.window_s)
         if cost <= 0:
             return
         bucket = self._bucket(now)
@@ -112,6 +147,8 @@ class Budget:
         if not reservation.settled:
             reservation.settled = True
             self._unreserve(reservation.amount)
+            if reservation.shared_id is not None and self.shared is not None:
+                self.shared.release(reservation.shared_id)
 
     def _unreserve(self, amount: float) -> None:
         # Clamped at zero: float rounding over many reservations must not leave a negative

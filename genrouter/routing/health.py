@@ -9,13 +9,23 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from genrouter._lru import LRUDict
 from genrouter.config import CircuitConfig, OfflineConfig
 from genrouter.routing.calibration import PromptCalibration
 
-__all__ = ["CircuitBreaker", "Health", "LatencyStats", "Reachability", "Ticket"]
+if TYPE_CHECKING:
+    from genrouter.state import StateBackend
+
+__all__ = [
+    "CircuitBreaker",
+    "Health",
+    "LatencyStats",
+    "Reachability",
+    "SharedLatencyStats",
+    "Ticket",
+]
 
 _EWMA_ALPHA = 0.3  # weight of the newest observation: recent enough to follow a provider's mood
 
@@ -40,6 +50,27 @@ class LatencyStats:
                 self.tokens_per_s = _ewma(self.tokens_per_s, output_tokens / generation_s)
 
 
+@dataclass(slots=True)
+class SharedLatencyStats(LatencyStats):
+    """:class:`LatencyStats` whose observations also go to a shared backend, and whose
+    values are the merged estimates of every process after each observation."""
+
+    shared: StateBackend | None = None
+    model_id: str = ""
+
+    def observe(self, ttft_ms: float | None, output_tokens: int, generation_s: float) -> None:
+        LatencyStats.observe(self, ttft_ms, output_tokens, generation_s)
+        if self.shared is None:
+            return
+        speed = output_tokens / generation_s if output_tokens > 0 and generation_s > 0 else None
+        self.shared.observe_latency(self.model_id, ttft_ms, output_tokens, speed)
+        merged = self.shared.latency(self.model_id)
+        if merged is not None:
+            self.ttft_ms = merged.ttft_ms if merged.ttft_ms is not None else self.ttft_ms
+            self.tokens_per_s = merged.tokens_per_s or self.tokens_per_s
+            self.output_tokens = merged.output_tokens or self.output_tokens
+
+
 def _ewma(old: float | None, new: float) -> float:
     return new if old is None else old + _EWMA_ALPHA * (new - old)
 
@@ -61,9 +92,19 @@ class CircuitBreaker:
     failures: deque[float] = field(default_factory=deque)
     opened_at: float | None = None
     probing: bool = False
+    # With a shared backend its facts decide open/half-open/closed (local state is the
+    # fallback while it has none); this breaker's outcomes are recorded there too.
+    shared: StateBackend | None = None
+    model_id: str = ""
 
     def state(self, now: float) -> str:
         """``"closed"``, ``"open"`` or ``"half_open"``."""
+        if self.shared is not None:
+            facts = self.shared.circuit(self.model_id)
+            if facts is not None:
+                if facts.open_left_s > 0:
+                    return "open"
+                return "half_open" if facts.tripped else "closed"
         if self.opened_at is None:
             return "closed"
         if now - self.opened_at < self.config.cooldown_s:
@@ -72,6 +113,12 @@ class CircuitBreaker:
 
     def blocked_for(self, now: float) -> float | None:
         """Seconds until the breaker lets a call through, or ``None`` if it does now."""
+        if self.shared is not None:
+            facts = self.shared.circuit(self.model_id)
+            if facts is not None:
+                if facts.open_left_s > 0:
+                    return facts.open_left_s
+                return 0.0 if facts.tripped and facts.probing else None
         state = self.state(now)
         if state == "closed" or (state == "half_open" and not self.probing):
             return None
@@ -80,6 +127,17 @@ class CircuitBreaker:
 
     def acquire(self, now: float) -> Ticket | None:
         """Ask to send a call: ``"closed"``, ``"probe"`` (the one half-open call) or ``None``."""
+        if self.shared is not None:
+            facts = self.shared.circuit(self.model_id)
+            if facts is not None:
+                if facts.open_left_s > 0:
+                    return None
+                if facts.tripped:
+                    claimed = self.shared.claim_probe(self.model_id)
+                    if claimed is not None:  # one probe across every process
+                        return "probe" if claimed else None
+                else:
+                    return "closed"
         state = self.state(now)
         if state == "closed":
             return "closed"
@@ -89,6 +147,11 @@ class CircuitBreaker:
         return None
 
     def record_success(self, ticket: Ticket = "closed") -> None:
+        if self.shared is not None:
+            if ticket == "probe":
+                self.shared.probe_outcome(self.model_id, ok=True, cooldown_s=self.config.cooldown_s)
+            else:
+                self.shared.circuit_success(self.model_id)
         if ticket == "probe":
             self.opened_at, self.probing = None, False
             self.failures.clear()
@@ -96,6 +159,17 @@ class CircuitBreaker:
             self.failures.clear()
 
     def record_failure(self, now: float, ticket: Ticket = "closed") -> None:
+        if self.shared is not None:
+            config = self.config
+            if ticket == "probe":
+                self.shared.probe_outcome(self.model_id, ok=False, cooldown_s=config.cooldown_s)
+            else:
+                self.shared.circuit_failure(
+                    self.model_id,
+                    threshold=config.failure_threshold,
+                    window_s=config.window_s,
+                    cooldown_s=config.cooldown_s,
+                )
         if ticket == "probe":
             self.opened_at, self.probing = now, False  # the probe failed: cool down again
             return
@@ -110,6 +184,8 @@ class CircuitBreaker:
 
     def release(self, ticket: Ticket | None = "closed") -> None:
         """A call that got through ended without a verdict (cancelled, moved on)."""
+        if ticket == "probe" and self.shared is not None:
+            self.shared.release_probe(self.model_id)
         if ticket == "probe":
             self.probing = False
 
@@ -132,6 +208,9 @@ class Reachability:
     network_down_at: float | None = None
     hosts: dict[str, str] = field(default_factory=dict)  # provider name -> host
     network_evidence: dict[str, float] = field(default_factory=dict)  # host -> last failure
+    # Per-host marks are shared (a host down for one process is down for all); the network
+    # verdict stays local: it is about this machine's network.
+    shared: StateBackend | None = None
 
     def register(self, provider: str, host: str) -> None:
         """Say which host *provider* talks to (providers sharing a host share its mark)."""
@@ -149,6 +228,8 @@ class Reachability:
             return
         host = self.host_of(provider)
         self.provider_down_at[host] = now
+        if self.shared is not None:
+            self.shared.mark_host(host, down_for_s=self.config.down_for_s)
         if not (whole_network and network_level):
             return
         self.network_evidence[host] = now
@@ -160,6 +241,8 @@ class Reachability:
     def mark_reachable(self, provider: str, *, whole_network: bool) -> None:
         host = self.host_of(provider)
         self.provider_down_at.pop(host, None)
+        if self.shared is not None:
+            self.shared.mark_host(host, down_for_s=None)
         self.network_evidence.pop(host, None)
         if whole_network:
             self.network_down_at = None
@@ -187,6 +270,13 @@ class Reachability:
         if since is not None and since >= floor and now - since < window:
             age = now - since
             return f"offline: {host} unreachable {age:.1f}s ago (probe in {window - age:.1f}s)"
+        if self.shared is not None:
+            age_shared = self.shared.host_down(host)
+            if age_shared is not None and now - age_shared >= floor and age_shared < window:
+                return (
+                    f"offline: {host} unreachable {age_shared:.1f}s ago, seen by another process "
+                    f"(probe in {window - age_shared:.1f}s)"
+                )
         return None
 
 
@@ -204,25 +294,35 @@ class Health:
     prompt_calibration: PromptCalibration = field(default_factory=PromptCalibration)
     # model id -> (until, on the client's clock; the Retry-After the server gave, seconds)
     cooldowns: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # Facts shared with other processes (docs/state.md); ``None``: this process only.
+    shared: StateBackend | None = None
 
     def __post_init__(self) -> None:
-        self.reachability = Reachability(self.offline_config)
+        self.reachability = Reachability(self.offline_config, shared=self.shared)
 
     def circuit(self, model_id: str) -> CircuitBreaker:
         breaker = self.circuits.get(model_id)
         if breaker is None:
-            breaker = self.circuits[model_id] = CircuitBreaker(self.circuit_config)
+            breaker = self.circuits[model_id] = CircuitBreaker(
+                self.circuit_config, shared=self.shared, model_id=model_id
+            )
         return breaker
 
     def stats(self, model_id: str) -> LatencyStats:
         stats = self.latency.get(model_id)
         if stats is None:
-            stats = self.latency[model_id] = LatencyStats()
+            if self.shared is None:
+                stats = LatencyStats()
+            else:
+                stats = SharedLatencyStats(shared=self.shared, model_id=model_id)
+            self.latency[model_id] = stats
         return stats
 
     def cool_down(self, model_id: str, now: float, retry_after: float) -> None:
         """A server asked for *retry_after* seconds of quiet: skip the model until then."""
         until = now + retry_after
+        if self.shared is not None:
+            self.shared.set_cooldown(model_id, retry_after)
         known = self.cooldowns.get(model_id)
         if known is None or known[0] < until:
             self.cooldowns[model_id] = (until, retry_after)
@@ -230,12 +330,16 @@ class Health:
     def cooling_reason(self, model_id: str, now: float) -> str | None:
         """``"cooling down until 12:00:30 UTC (...)"`` while a Retry-After holds, else ``None``."""
         known = self.cooldowns.get(model_id)
+        if self.shared is not None:
+            shared = self.shared.cooldown(model_id)
+            if shared is not None and (known is None or known[0] < now + shared[0]):
+                known = (now + shared[0], shared[1])
         if known is None:
             return None
         until, asked = known
         left = until - now
         if left <= 0:
-            del self.cooldowns[model_id]
+            self.cooldowns.pop(model_id, None)
             return None
         wall = time.strftime("%H:%M:%S", time.gmtime(time.time() + left))
         return f"cooling down until {wall} UTC ({left:.1f}s left; server's Retry-After {asked:g}s)"

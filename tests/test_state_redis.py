@@ -1,0 +1,318 @@
+"""Routing state shared on a real redis-server (docs/state.md): several processes, one truth.
+
+The multi-process tests run worker processes (tests/state_worker.py) against FakeLLMServer;
+the fallback test kills the server mid-run; the crash test kills a process holding a budget
+reservation. Each uses its own namespace on the session's redis-server.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from genrouter import AsyncClient
+from genrouter.config import StateConfig, load_config
+from genrouter.errors import ConfigError
+from genrouter.state.redis import RedisBackend
+from genrouter.testing import FakeLLMServer, Reply
+from tests.redis_server import RedisServer, start_redis_server
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKERS = 4
+HI: Any = [{"role": "user", "content": "hi"}]
+
+
+def state(server: RedisServer, **extra: Any) -> dict[str, Any]:
+    return {
+        "backend": "redis",
+        "url": server.url,
+        "namespace": f"t{uuid.uuid4().hex[:10]}",
+        **extra,
+    }
+
+
+def run_workers(config: dict[str, Any], *, requests: int, gap_s: float) -> list[dict[str, Any]]:
+    """Every worker's results, all workers starting at the same moment."""
+    spec = {"config": config, "start_at": time.time() + 4.0, "requests": requests, "gap_s": gap_s}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.state_worker", json.dumps(spec)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(WORKERS)
+    ]
+    results: list[dict[str, Any]] = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err.decode(errors="replace")[-3000:]
+        results.extend(json.loads(out))
+    return results
+
+
+def test_a_dead_provider_is_found_once_and_probed_once_per_cooldown_across_processes(
+    redis_server: RedisServer,
+) -> None:
+    cooldown = 2.0
+    threshold = 3
+    with FakeLLMServer() as dead, FakeLLMServer() as alive:
+        dead.enqueue(*[Reply.error(500, message="down") for _ in range(500)])
+        config = {
+            "providers": {
+                "dead": {"type": "openai_compatible", "base_url": dead.openai_base_url},
+                "alive": {"type": "openai_compatible", "base_url": alive.openai_base_url},
+            },
+            "models": {"dead/m": {"context_window": 8000}, "alive/m": {"context_window": 8000}},
+            "routes": {"default": {"candidates": ["dead/m", "alive/m"], "retry": {"attempts": 1}}},
+            "circuit_breaker": {"failure_threshold": threshold, "cooldown_s": cooldown},
+            # A wide socket timeout: on a loaded test machine a 50 ms one may fall back to
+            # local state, which is the fallback test's subject, not this one's.
+            "state": state(redis_server, timeout_s=2.0),
+        }
+        results = run_workers(config, requests=30, gap_s=0.1)
+        dead_calls = len(dead.requests)
+    assert all("error" not in r for r in results), results  # every request answered
+    assert not [n for r in results for n in r["notes"] if n.startswith("state:")]
+    tried_dead = sorted(r["at"] for r in results if ["dead/m", "error"] in r["attempts"])
+    assert len(tried_dead) == dead_calls
+    # Unshared, each process would find the failures on its own: WORKERS * threshold calls
+    # before any breaker opens, then a probe per process per cooldown.
+    first = tried_dead[0]
+    burst = [at for at in tried_dead if at - first < cooldown / 2]
+    assert len(burst) <= threshold + WORKERS - 1  # calls already in flight when it opened
+    later = [at for at in tried_dead if at - first >= cooldown / 2]
+    gaps = [b - a for a, b in itertools.pairwise(later)]
+    assert all(gap > cooldown * 0.8 for gap in gaps), (later, gaps)  # one probe per cooldown
+    span = max(r["at"] for r in results) - first
+    assert len(later) <= span / cooldown + 1
+    assert dead_calls < WORKERS * threshold
+
+
+def test_a_shared_budget_is_never_overspent_by_many_processes(redis_server: RedisServer) -> None:
+    limit = 0.05
+    with FakeLLMServer() as server:
+        config = {
+            "providers": {"one": {"type": "openai_compatible", "base_url": server.openai_base_url}},
+            "models": {
+                "one/m": {"context_window": 8000, "input_price": 1000.0, "output_price": 1000.0}
+            },
+            "routes": {"default": {"candidates": ["one/m"]}},
+            "budget": {"limit_usd": limit, "window_s": 3600},
+            # A wide socket timeout: on a loaded test machine a 50 ms one may fall back to
+            # local state, which is the fallback test's subject, not this one's.
+            "state": state(redis_server, timeout_s=2.0),
+        }
+        results = run_workers(config, requests=10, gap_s=0.0)
+    assert not [n for r in results for n in r.get("notes", ()) if n.startswith("state:")]
+    spent = sum(r["cost"] for r in results if "cost" in r)
+    refused = [r for r in results if r.get("error") == "BudgetExceededError"]
+    assert spent <= limit  # one limit for all of them
+    assert refused, "the limit was never reached"
+    answered = len(results) - len(refused)
+    assert answered >= 5  # and it was used, not refused from the start
+    # One process alone spends up to the limit: four unshared would have spent ~4x.
+
+
+async def test_redis_down_mid_run_falls_back_to_local_state_and_says_so_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = start_redis_server(tmp_path)
+    caplog.set_level(logging.INFO, logger="genrouter")
+    try:
+        async with FakeLLMServer() as fake:
+            config = {
+                "providers": {
+                    "one": {"type": "openai_compatible", "base_url": fake.openai_base_url}
+                },
+                "models": {
+                    "one/m": {"context_window": 8000, "input_price": 1.0, "output_price": 1.0}
+                },
+                "routes": {"default": {"candidates": ["one/m"]}},
+                "budget": {"limit_usd": 10.0},
+                "state": state(server, retry_s=30.0, cache_s=0.0),
+            }
+            async with AsyncClient(config, env={}) as client:
+                first = await client.chat.completions.create(model="default", messages=HI)
+                assert first.route is not None
+                assert not any(n.startswith("state:") for n in first.route.notes)
+                server.kill()
+                started = time.monotonic()
+                replies = [
+                    await client.chat.completions.create(model="default", messages=HI)
+                    for _ in range(5)
+                ]
+                elapsed = time.monotonic() - started
+    finally:
+        server.stop()
+    assert all(r.choices[0].message.content for r in replies)  # never failed because Redis did
+    assert elapsed < 5.0  # bounded: one socket timeout, then local state until retry_s
+    for reply in replies:
+        assert reply.route is not None
+        assert any("unavailable; decided on local state" in n for n in reply.route.notes)
+    down = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(down) == 1, [r.getMessage() for r in caplog.records]
+
+
+def test_redis_comes_back_and_the_backend_reconnects(tmp_path: Path) -> None:
+    server = start_redis_server(tmp_path)
+    port = server.port
+    backend = RedisBackend(StateConfig.model_validate(state(server, retry_s=0.2, cache_s=0.0)))
+    try:
+        backend.set_cooldown("m", 30.0)
+        assert backend.cooldown("m") is not None
+        server.kill()
+        assert backend.cooldown("m") is None  # down: no shared fact, the caller decides locally
+        assert backend.note() is not None
+        server = start_redis_server(tmp_path, port=port)
+        time.sleep(0.3)
+        backend.set_cooldown("m", 30.0)
+        assert backend.cooldown("m") is not None
+        assert backend.note() is None
+    finally:
+        backend.close()
+        server.stop()
+
+
+_HOLDER = """
+import sys, time
+from genrouter.config import StateConfig
+from genrouter.state.redis import RedisBackend
+backend = RedisBackend(StateConfig.model_validate_json(sys.argv[1]))
+assert backend.reserve("crashed", 0.9, limit_usd=1.0, window_s=3600)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_crashed_process_reservation_expires(redis_server: RedisServer) -> None:
+    config = StateConfig.model_validate(state(redis_server, reservation_ttl_s=1.0, cache_s=0.0))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, config.model_dump_json()],
+        env=env,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == b"held"
+    finally:
+        holder.kill()  # crashed: it never settles nor releases
+        holder.wait(timeout=10)
+        if holder.stdout is not None:
+            holder.stdout.close()
+    backend = RedisBackend(config)
+    try:
+        assert backend.reserve("mine", 0.5, limit_usd=1.0, window_s=3600) is False
+        totals = backend.budget_totals(3600)
+        assert totals is not None and totals[1] == pytest.approx(0.9)
+        time.sleep(1.2)
+        assert backend.reserve("mine", 0.5, limit_usd=1.0, window_s=3600) is True
+        backend.settle("mine", 0.2, window_s=3600)
+        spent, reserved = backend.budget_totals(3600) or (0.0, -1.0)
+        assert spent == pytest.approx(0.2) and reserved == 0.0
+    finally:
+        backend.close()
+
+
+def test_every_key_has_a_ttl(redis_server: RedisServer) -> None:
+    import redis
+
+    config = StateConfig.model_validate(state(redis_server, cache_s=0.0))
+    backend = RedisBackend(config)
+    try:
+        backend.circuit_failure("m", threshold=1, window_s=60, cooldown_s=5)
+        assert backend.claim_probe("m") is False  # still cooling
+        backend.circuit_failure("n", threshold=5, window_s=60, cooldown_s=5)
+        backend.set_cooldown("m", 10)
+        backend.mark_host("h:1", down_for_s=10)
+        assert backend.reserve("r1", 0.1, limit_usd=1, window_s=60)
+        assert backend.reserve("r2", 0.1, limit_usd=1, window_s=60)
+        backend.settle("r1", 0.05, window_s=60)
+        backend.observe_latency("m", 120.0, 10, 50.0)
+        raw = redis.Redis.from_url(redis_server.url)
+        keys = list(raw.scan_iter(f"{config.namespace}:*"))
+        assert len(keys) >= 8
+        assert all(raw.pttl(key) > 0 for key in keys), {k: raw.pttl(k) for k in keys}
+        raw.close()
+    finally:
+        backend.close()
+
+
+def test_state_config_is_validated_and_the_password_redacted() -> None:
+    url = "redis://:hunter2@127.0.0.1:6379/0"
+    config = load_config({"state": {"backend": "redis", "url": url}})
+    assert "hunter2" not in repr(config) and "hunter2" not in repr(config.state)
+    assert "hunter2" not in repr(RedisBackend(config.state))
+    with pytest.raises(ConfigError, match="url") as missing:
+        load_config({"state": {"backend": "redis"}})
+    assert missing.value.location == "state"
+    with pytest.raises(ConfigError) as scheme:
+        load_config({"state": {"backend": "redis", "url": "http://:hunter2@x/"}})
+    assert scheme.value.location == "state.url" and "hunter2" not in str(scheme.value)
+    with pytest.raises(ConfigError) as ns:
+        load_config({"state": {"namespace": "has space"}})
+    assert ns.value.location == "state.namespace"
+
+
+def test_the_docs_example_runs(redis_server: RedisServer) -> None:
+    page = (ROOT / "docs" / "state.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", page, re.S)
+    assert blocks
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GENROUTER_REDIS_URL": redis_server.url}
+    for block in blocks:
+        done = subprocess.run(
+            [sys.executable, "-c", block], env=env, capture_output=True, timeout=60, check=False
+        )
+        assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+        assert b"healthy/m" in done.stdout
+
+
+async def test_a_hung_redis_costs_one_socket_timeout_then_local_state(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = start_redis_server(tmp_path)
+    caplog.set_level(logging.WARNING, logger="genrouter")
+    try:
+        async with FakeLLMServer() as fake:
+            config = {
+                "providers": {
+                    "one": {"type": "openai_compatible", "base_url": fake.openai_base_url}
+                },
+                "models": {"one/m": {"context_window": 8000}},
+                "routes": {"default": {"candidates": ["one/m"]}},
+                "state": state(server, timeout_s=0.05, retry_s=60.0, cache_s=0.0),
+            }
+            async with AsyncClient(config, env={}) as client:
+                await client.chat.completions.create(model="default", messages=HI)
+                server.process.send_signal(signal.SIGSTOP)  # alive but answering nothing
+                try:
+                    started = time.monotonic()
+                    replies = [
+                        await client.chat.completions.create(model="default", messages=HI)
+                        for _ in range(5)
+                    ]
+                    elapsed = time.monotonic() - started
+                finally:
+                    server.process.send_signal(signal.SIGCONT)
+    finally:
+        server.stop()
+    assert all(r.choices[0].message.content for r in replies)
+    # One 50 ms timeout, then no Redis call until retry_s: far from five requests' worth of
+    # waits on a hung server (generous margin for a slow machine).
+    assert elapsed < 3.0
+    assert len([r for r in caplog.records if "unavailable" in r.getMessage()]) == 1
