@@ -23,7 +23,7 @@ import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, NoReturn, TypeVar
 
 from genrouter.catalog import ModelSpec
 from genrouter.config import ProviderConfig, RouteConfig
@@ -690,72 +690,73 @@ class Execution:
 
     async def stream(self) -> AsyncGenerator[ChatCompletionChunk, None]:
         """Run the plan as a stream; yields chunks exactly once each."""
+        # One generator (no wrapper around an inner one): each chunk passes one layer fewer.
         try:
-            async with contextlib.aclosing(self._stream()) as chunks:
-                async for chunk in chunks:
-                    yield chunk
+            plan = self._plan_specs()
+            delivered = Delivered()
+            request = self.request
+            index = 0
+            while index < len(plan):
+                spec = plan[index]
+                index += 1
+                outcome = await self._try_candidate(spec, request, self._open_stream)
+                if outcome is None:
+                    index = await self._moved_on(plan, index)
+                    continue
+                opened, lease = outcome.value, outcome.lease
+                if self.info.ttft_ms is None:
+                    self.info.ttft_ms = self._elapsed_ms(self.started)
+                provider = self.env.provider_for(spec)
+                prefix = "".join(delivered.text)
+                progress = StreamProgress()
+                ended = False  # the attempt reached a verdict: no early close
+                try:
+                    async with contextlib.aclosing(
+                        self._relay(spec, opened, progress, delivered)
+                    ) as relayed:
+                        async for chunk in relayed:
+                            yield chunk
+                    ended = True
+                except ProviderError as error:
+                    ended = True
+                    resumed = await self._after_interruption(
+                        spec,
+                        provider,
+                        lease,
+                        opened,
+                        progress,
+                        delivered,
+                        error,
+                        prefix,
+                        has_next=index < len(plan),
+                    )
+                    if resumed is None:
+                        raise self._interrupted(spec, delivered, error) from error
+                    request = resumed
+                    if self.env.hooks.on_fallback is not None:
+                        await call_hook(self.env.hooks.on_fallback, spec.id, plan[index].id, error)
+                    continue
+                except Exception as error:
+                    ended = True  # a provider bug mid-stream: the caller still learns what it got
+                    lease.release()
+                    await self._record(spec, "interrupted", lease.started, error=error)
+                    raise self._interrupted(spec, delivered, error) from error
+                finally:
+                    await aclose_if_possible(opened.chunks)
+                    if not ended:
+                        await self._closed_early(spec, provider, lease, opened, progress, prefix)
+                closing = await self._stream_succeeded(
+                    spec, provider, lease, opened, progress, prefix
+                )
+                if closing is not None:
+                    yield closing
+                return
+            self._raise_stream_failed(delivered)
         except BaseException as error:
             self._finish_span(None if isinstance(error, GeneratorExit) else error)
             raise
 
-    async def _stream(self) -> AsyncGenerator[ChatCompletionChunk, None]:
-        plan = self._plan_specs()
-        delivered = Delivered()
-        request = self.request
-        index = 0
-        while index < len(plan):
-            spec = plan[index]
-            index += 1
-            outcome = await self._try_candidate(spec, request, self._open_stream)
-            if outcome is None:
-                index = await self._moved_on(plan, index)
-                continue
-            opened, lease = outcome.value, outcome.lease
-            if self.info.ttft_ms is None:
-                self.info.ttft_ms = self._elapsed_ms(self.started)
-            provider = self.env.provider_for(spec)
-            prefix = "".join(delivered.text)
-            progress = StreamProgress()
-            ended = False  # the attempt reached a verdict: no early close
-            try:
-                async with contextlib.aclosing(
-                    self._relay(spec, opened, progress, delivered)
-                ) as relayed:
-                    async for chunk in relayed:
-                        yield chunk
-                ended = True
-            except ProviderError as error:
-                ended = True
-                resumed = await self._after_interruption(
-                    spec,
-                    provider,
-                    lease,
-                    opened,
-                    progress,
-                    delivered,
-                    error,
-                    prefix,
-                    has_next=index < len(plan),
-                )
-                if resumed is None:
-                    raise self._interrupted(spec, delivered, error) from error
-                request = resumed
-                if self.env.hooks.on_fallback is not None:
-                    await call_hook(self.env.hooks.on_fallback, spec.id, plan[index].id, error)
-                continue
-            except Exception as error:
-                ended = True  # a provider bug mid-stream: the caller still learns what it got
-                lease.release()
-                await self._record(spec, "interrupted", lease.started, error=error)
-                raise self._interrupted(spec, delivered, error) from error
-            finally:
-                await aclose_if_possible(opened.chunks)
-                if not ended:
-                    await self._closed_early(spec, provider, lease, opened, progress, prefix)
-            closing = await self._stream_succeeded(spec, provider, lease, opened, progress, prefix)
-            if closing is not None:
-                yield closing
-            return
+    def _raise_stream_failed(self, delivered: Delivered) -> NoReturn:
         failure = self._all_failed()
         if delivered.any_output:
             # Output already reached the caller: say exactly what, never just "all failed".
