@@ -18,7 +18,6 @@ timeout (:class:`~genrouter.errors.AttemptTimeoutError`), the first-token timeou
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
@@ -649,36 +648,23 @@ class Execution:
             route=self.info,
         )
 
-    async def _relay(
-        self, spec: ModelSpec, opened: _Opened, progress: StreamProgress, delivered: Delivered
-    ) -> AsyncGenerator[ChatCompletionChunk, None]:
-        """Pass one attempt's chunks on, each within the stream's clocks.
-
-        Ends normally only when the answer is complete: its finish_reason arrived (a lost
-        connection after it is still a success), or the provider is marked as omitting it.
-        Otherwise raises the :class:`ProviderError` that ended it.
-        """
-        watch = _Watchdog()
-        trimmer = None
+    def _seam_trimmer(self, spec: ModelSpec, delivered: Delivered) -> SeamTrimmer | None:
+        """For an ``instruction`` continuation: what trims the text repeated at the seam."""
         if delivered.text and _continuation_method(self.env.provider_for(spec)) == "instruction":
-            trimmer = SeamTrimmer("".join(delivered.text))
-        try:
-            for first in opened.buffered:
-                for out in progress.take(trimmer.trim(first) if trimmer else first):
-                    delivered.add(out)
-                    yield out
-            while (chunk := await self._next_chunk(opened.chunks, spec, watch)) is not None:
-                for out in progress.take(trimmer.trim(chunk) if trimmer else chunk):
-                    delivered.add(out)
-                    yield out
-        except ProviderError as error:
-            watch.stop()
-            if not progress.finished or isinstance(error, DeadlineExceededError):
-                raise
-            self.info.notes.append(f"{spec.id}: {error.code or 'error'} after finish_reason; kept")
-            return
-        finally:
-            watch.stop()
+            return SeamTrimmer("".join(delivered.text))
+        return None
+
+    def _kept_after_finish(
+        self, spec: ModelSpec, progress: StreamProgress, error: ProviderError
+    ) -> bool:
+        """Whether *error* ends an answer whose finish_reason already arrived (a success)."""
+        if not progress.finished or isinstance(error, DeadlineExceededError):
+            return False
+        self.info.notes.append(f"{spec.id}: {error.code or 'error'} after finish_reason; kept")
+        return True
+
+    def _require_finished(self, spec: ModelSpec, progress: StreamProgress) -> None:
+        """A stream that ended without its finish_reason is incomplete (unless allowed)."""
         if not progress.finished and not self._finish_optional(spec):
             raise ProviderConnectionError(
                 "the stream ended without a finish_reason (bare [DONE] or closed connection): "
@@ -688,9 +674,10 @@ class Execution:
                 code=INCOMPLETE_STREAM,
             )
 
-    async def stream(self) -> AsyncGenerator[ChatCompletionChunk, None]:
+    async def stream(self) -> AsyncGenerator[ChatCompletionChunk, None]:  # noqa: C901
         """Run the plan as a stream; yields chunks exactly once each."""
-        # One generator (no wrapper around an inner one): each chunk passes one layer fewer.
+        # One generator (no wrapper around an inner one, no relay generator per attempt): the
+        # per-chunk cost of the stream is mostly generator hops, so this stays one function.
         try:
             plan = self._plan_specs()
             delivered = Delivered()
@@ -711,11 +698,30 @@ class Execution:
                 progress = StreamProgress()
                 ended = False  # the attempt reached a verdict: no early close
                 try:
-                    async with contextlib.aclosing(
-                        self._relay(spec, opened, progress, delivered)
-                    ) as relayed:
-                        async for chunk in relayed:
-                            yield chunk
+                    # Relay this attempt's chunks, each within the stream's clocks, right here
+                    # rather than through a generator of its own: one layer fewer per chunk.
+                    # It ends normally only when the answer is complete: its finish_reason
+                    # arrived (a lost connection after it is still a success), or the provider
+                    # is marked as omitting it; otherwise the ProviderError that ended it.
+                    watch = _Watchdog()
+                    trimmer = self._seam_trimmer(spec, delivered)
+                    try:
+                        for first in opened.buffered:
+                            for out in progress.take(trimmer.trim(first) if trimmer else first):
+                                delivered.add(out)
+                                yield out
+                        while (
+                            chunk := await self._next_chunk(opened.chunks, spec, watch)
+                        ) is not None:
+                            for out in progress.take(trimmer.trim(chunk) if trimmer else chunk):
+                                delivered.add(out)
+                                yield out
+                    except ProviderError as error:
+                        if not self._kept_after_finish(spec, progress, error):
+                            raise
+                    finally:
+                        watch.stop()
+                    self._require_finished(spec, progress)
                     ended = True
                 except ProviderError as error:
                     ended = True
