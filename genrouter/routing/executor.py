@@ -121,7 +121,7 @@ class _Watchdog:
     ) -> ChatCompletionChunk:
         loop = asyncio.get_running_loop()
         self._due = loop.time() + limit
-        self._task = asyncio.current_task()
+        self._task = asyncio.current_task(loop)
         if self._handle is None or self._handle.when() > self._due:
             if self._handle is not None:
                 self._handle.cancel()
