@@ -83,6 +83,8 @@ def retired_reason(spec: ModelSpec, today: date) -> str | None:
 
 def deprecation_note(spec: ModelSpec, today: date) -> str | None:
     """A one-line note for a deprecated (not yet retired) model, or ``None``."""
+    if spec.shutdown_on is None and spec.deprecated_on is None:
+        return None  # live on every date (the common case: asked per request)
     state = lifecycle(spec, today)
     if state.status != "deprecated":
         return None

@@ -190,7 +190,8 @@ def check_request(request: ChatRequest) -> ChatRequest:
                 raise InvalidRequestError(found[1], param=where)
     for name in _JSON_PARAMS:
         value = getattr(request, name, None)
-        if value is None or _is_clean_json(value):
+        # An empty mapping (``provider_options`` defaults to one) is clean JSON: skip the encode.
+        if value is None or (type(value) is dict and not value) or _is_clean_json(value):
             continue
         found = _find_bad(value)
         if found is not None:

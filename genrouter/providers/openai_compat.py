@@ -125,6 +125,7 @@ class OpenAICompatibleProvider:
         self._env = env
         self._base_url = base_url.rstrip("/")
         self._url = self._base_url + "/chat/completions"
+        self._parsed_url: httpx2.URL | None = None  # parsed at the first request, then kept
         # Headers depend only on the key; rebuilt when the key in the environment changes.
         self._headers_key: tuple[str | None, ...] | None = None
         self._headers: dict[str, str] | None = None
@@ -428,9 +429,13 @@ class OpenAICompatibleProvider:
         headers = self._headers_for(key)
         if request.extra_headers:
             headers = {**headers, **request.extra_headers}
+        url = self._parsed_url
+        if url is None:
+            # Parsing the URL is about half of httpx2's build_request (~25 µs): do it once.
+            url = self._parsed_url = httpx2.URL(self._url)
         return self._http.build_request(
             "POST",
-            self._url,
+            url,
             content=to_json(body),
             headers=headers,
             params=request.extra_query or None,

@@ -18,12 +18,11 @@ timeout (:class:`~genrouter.errors.AttemptTimeoutError`), the first-token timeou
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, NoReturn, TypeVar
 
 from genrouter.catalog import ModelSpec
 from genrouter.config import ProviderConfig, RouteConfig
@@ -122,7 +121,7 @@ class _Watchdog:
     ) -> ChatCompletionChunk:
         loop = asyncio.get_running_loop()
         self._due = loop.time() + limit
-        self._task = asyncio.current_task()
+        self._task = asyncio.current_task(loop)
         if self._handle is None or self._handle.when() > self._due:
             if self._handle is not None:
                 self._handle.cancel()
@@ -649,36 +648,23 @@ class Execution:
             route=self.info,
         )
 
-    async def _relay(
-        self, spec: ModelSpec, opened: _Opened, progress: StreamProgress, delivered: Delivered
-    ) -> AsyncGenerator[ChatCompletionChunk, None]:
-        """Pass one attempt's chunks on, each within the stream's clocks.
-
-        Ends normally only when the answer is complete: its finish_reason arrived (a lost
-        connection after it is still a success), or the provider is marked as omitting it.
-        Otherwise raises the :class:`ProviderError` that ended it.
-        """
-        watch = _Watchdog()
-        trimmer = None
+    def _seam_trimmer(self, spec: ModelSpec, delivered: Delivered) -> SeamTrimmer | None:
+        """For an ``instruction`` continuation: what trims the text repeated at the seam."""
         if delivered.text and _continuation_method(self.env.provider_for(spec)) == "instruction":
-            trimmer = SeamTrimmer("".join(delivered.text))
-        try:
-            for first in opened.buffered:
-                for out in progress.take(trimmer.trim(first) if trimmer else first):
-                    delivered.add(out)
-                    yield out
-            while (chunk := await self._next_chunk(opened.chunks, spec, watch)) is not None:
-                for out in progress.take(trimmer.trim(chunk) if trimmer else chunk):
-                    delivered.add(out)
-                    yield out
-        except ProviderError as error:
-            watch.stop()
-            if not progress.finished or isinstance(error, DeadlineExceededError):
-                raise
-            self.info.notes.append(f"{spec.id}: {error.code or 'error'} after finish_reason; kept")
-            return
-        finally:
-            watch.stop()
+            return SeamTrimmer("".join(delivered.text))
+        return None
+
+    def _kept_after_finish(
+        self, spec: ModelSpec, progress: StreamProgress, error: ProviderError
+    ) -> bool:
+        """Whether *error* ends an answer whose finish_reason already arrived (a success)."""
+        if not progress.finished or isinstance(error, DeadlineExceededError):
+            return False
+        self.info.notes.append(f"{spec.id}: {error.code or 'error'} after finish_reason; kept")
+        return True
+
+    def _require_finished(self, spec: ModelSpec, progress: StreamProgress) -> None:
+        """A stream that ended without its finish_reason is incomplete (unless allowed)."""
         if not progress.finished and not self._finish_optional(spec):
             raise ProviderConnectionError(
                 "the stream ended without a finish_reason (bare [DONE] or closed connection): "
@@ -688,74 +674,95 @@ class Execution:
                 code=INCOMPLETE_STREAM,
             )
 
-    async def stream(self) -> AsyncGenerator[ChatCompletionChunk, None]:
+    async def stream(self) -> AsyncGenerator[ChatCompletionChunk, None]:  # noqa: C901
         """Run the plan as a stream; yields chunks exactly once each."""
+        # One generator (no wrapper around an inner one, no relay generator per attempt): the
+        # per-chunk cost of the stream is mostly generator hops, so this stays one function.
         try:
-            async with contextlib.aclosing(self._stream()) as chunks:
-                async for chunk in chunks:
-                    yield chunk
+            plan = self._plan_specs()
+            delivered = Delivered()
+            request = self.request
+            index = 0
+            while index < len(plan):
+                spec = plan[index]
+                index += 1
+                outcome = await self._try_candidate(spec, request, self._open_stream)
+                if outcome is None:
+                    index = await self._moved_on(plan, index)
+                    continue
+                opened, lease = outcome.value, outcome.lease
+                if self.info.ttft_ms is None:
+                    self.info.ttft_ms = self._elapsed_ms(self.started)
+                provider = self.env.provider_for(spec)
+                prefix = "".join(delivered.text)
+                progress = StreamProgress()
+                ended = False  # the attempt reached a verdict: no early close
+                try:
+                    # Relay this attempt's chunks, each within the stream's clocks, right here
+                    # rather than through a generator of its own: one layer fewer per chunk.
+                    # It ends normally only when the answer is complete: its finish_reason
+                    # arrived (a lost connection after it is still a success), or the provider
+                    # is marked as omitting it; otherwise the ProviderError that ended it.
+                    watch = _Watchdog()
+                    trimmer = self._seam_trimmer(spec, delivered)
+                    try:
+                        for first in opened.buffered:
+                            for out in progress.take(trimmer.trim(first) if trimmer else first):
+                                delivered.add(out)
+                                yield out
+                        while (
+                            chunk := await self._next_chunk(opened.chunks, spec, watch)
+                        ) is not None:
+                            for out in progress.take(trimmer.trim(chunk) if trimmer else chunk):
+                                delivered.add(out)
+                                yield out
+                    except ProviderError as error:
+                        if not self._kept_after_finish(spec, progress, error):
+                            raise
+                    finally:
+                        watch.stop()
+                    self._require_finished(spec, progress)
+                    ended = True
+                except ProviderError as error:
+                    ended = True
+                    resumed = await self._after_interruption(
+                        spec,
+                        provider,
+                        lease,
+                        opened,
+                        progress,
+                        delivered,
+                        error,
+                        prefix,
+                        has_next=index < len(plan),
+                    )
+                    if resumed is None:
+                        raise self._interrupted(spec, delivered, error) from error
+                    request = resumed
+                    if self.env.hooks.on_fallback is not None:
+                        await call_hook(self.env.hooks.on_fallback, spec.id, plan[index].id, error)
+                    continue
+                except Exception as error:
+                    ended = True  # a provider bug mid-stream: the caller still learns what it got
+                    lease.release()
+                    await self._record(spec, "interrupted", lease.started, error=error)
+                    raise self._interrupted(spec, delivered, error) from error
+                finally:
+                    await aclose_if_possible(opened.chunks)
+                    if not ended:
+                        await self._closed_early(spec, provider, lease, opened, progress, prefix)
+                closing = await self._stream_succeeded(
+                    spec, provider, lease, opened, progress, prefix
+                )
+                if closing is not None:
+                    yield closing
+                return
+            self._raise_stream_failed(delivered)
         except BaseException as error:
             self._finish_span(None if isinstance(error, GeneratorExit) else error)
             raise
 
-    async def _stream(self) -> AsyncGenerator[ChatCompletionChunk, None]:
-        plan = self._plan_specs()
-        delivered = Delivered()
-        request = self.request
-        index = 0
-        while index < len(plan):
-            spec = plan[index]
-            index += 1
-            outcome = await self._try_candidate(spec, request, self._open_stream)
-            if outcome is None:
-                index = await self._moved_on(plan, index)
-                continue
-            opened, lease = outcome.value, outcome.lease
-            if self.info.ttft_ms is None:
-                self.info.ttft_ms = self._elapsed_ms(self.started)
-            provider = self.env.provider_for(spec)
-            prefix = "".join(delivered.text)
-            progress = StreamProgress()
-            ended = False  # the attempt reached a verdict: no early close
-            try:
-                async with contextlib.aclosing(
-                    self._relay(spec, opened, progress, delivered)
-                ) as relayed:
-                    async for chunk in relayed:
-                        yield chunk
-                ended = True
-            except ProviderError as error:
-                ended = True
-                resumed = await self._after_interruption(
-                    spec,
-                    provider,
-                    lease,
-                    opened,
-                    progress,
-                    delivered,
-                    error,
-                    prefix,
-                    has_next=index < len(plan),
-                )
-                if resumed is None:
-                    raise self._interrupted(spec, delivered, error) from error
-                request = resumed
-                if self.env.hooks.on_fallback is not None:
-                    await call_hook(self.env.hooks.on_fallback, spec.id, plan[index].id, error)
-                continue
-            except Exception as error:
-                ended = True  # a provider bug mid-stream: the caller still learns what it got
-                lease.release()
-                await self._record(spec, "interrupted", lease.started, error=error)
-                raise self._interrupted(spec, delivered, error) from error
-            finally:
-                await aclose_if_possible(opened.chunks)
-                if not ended:
-                    await self._closed_early(spec, provider, lease, opened, progress, prefix)
-            closing = await self._stream_succeeded(spec, provider, lease, opened, progress, prefix)
-            if closing is not None:
-                yield closing
-            return
+    def _raise_stream_failed(self, delivered: Delivered) -> NoReturn:
         failure = self._all_failed()
         if delivered.any_output:
             # Output already reached the caller: say exactly what, never just "all failed".

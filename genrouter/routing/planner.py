@@ -345,8 +345,9 @@ class Planner:
             today=today,
             notes=notes,
         )
-        self._warn_deprecated(decision, {f.spec.id: f.spec for f in facts}, today)
-        return Plan(decision, route, {f.spec.id: f.spec for f in facts})
+        planned = {f.spec.id: f.spec for f in facts}
+        self._warn_deprecated(decision, planned, today)
+        return Plan(decision, route, planned)
 
     def _warn_deprecated(
         self, decision: RouteDecision, specs: Mapping[str, ModelSpec], today: date
