@@ -164,18 +164,8 @@ def check_local_file(source: str, *, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -
     path = _local_path(source)
     try:
         info = path.stat()
-    except FileNotFoundError as exc:
-        raise MediaError(f"image file {source!r} does not exist", source=source) from exc
-    except PermissionError as exc:
-        raise MediaError(f"image file {source!r} is not readable", source=source) from exc
-    except OSError as exc:
-        raise MediaError(
-            f"image file {source!r} could not be read: {exc.strerror or exc}", source=source
-        ) from exc
-    except ValueError as exc:  # e.g. an embedded NUL byte in the path
-        raise MediaError(
-            f"image path {source!r} is not a valid path: {exc}", source=source
-        ) from exc
+    except (OSError, ValueError) as exc:  # ValueError: e.g. an embedded NUL byte in the path
+        raise _unreadable(source, exc) from exc
     _check_regular(info.st_mode, source)
     _check_size(info.st_size, max_bytes, source)
 
@@ -214,18 +204,8 @@ def _read_file(path: Path, source: str, max_bytes: int) -> bytes:
         data = b"".join(chunks)
         _check_size(len(data), max_bytes, source)  # it grew after the size check
         return data
-    except FileNotFoundError as exc:
-        raise MediaError(f"image file {source!r} does not exist", source=source) from exc
-    except PermissionError as exc:
-        raise MediaError(f"image file {source!r} is not readable", source=source) from exc
-    except OSError as exc:
-        raise MediaError(
-            f"image file {source!r} could not be read: {exc.strerror or exc}", source=source
-        ) from exc
-    except ValueError as exc:  # e.g. an embedded NUL byte in the path
-        raise MediaError(
-            f"image path {source!r} is not a valid path: {exc}", source=source
-        ) from exc
+    except (OSError, ValueError) as exc:  # ValueError: e.g. an embedded NUL byte in the path
+        raise _unreadable(source, exc) from exc
 
 
 def _check_size(size: int, max_bytes: int, source: str) -> None:
@@ -308,3 +288,16 @@ def _jpeg_dimensions(data: bytes) -> tuple[int, int] | None:
             return None
         pos += 2 + length
     return None
+
+
+def _unreadable(source: str, exc: OSError | ValueError) -> MediaError:
+    """The typed error for a local image that could not be opened or read."""
+    if isinstance(exc, FileNotFoundError):
+        return MediaError(f"image file {source!r} does not exist", source=source)
+    if isinstance(exc, PermissionError):
+        return MediaError(f"image file {source!r} is not readable", source=source)
+    if isinstance(exc, ValueError):
+        return MediaError(f"image path {source!r} is not a valid path: {exc}", source=source)
+    return MediaError(
+        f"image file {source!r} could not be read: {exc.strerror or exc}", source=source
+    )

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-__all__ = ["LlamaServer", "start_llama_server", "unavailable"]
+__all__ = ["LlamaServer", "free_port", "start_llama_server", "unavailable"]
 
 _START_TIMEOUT_S = 90.0
 
@@ -51,7 +51,8 @@ def gemma_model_path() -> Path:
     return Path(assemble())
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a server a test starts)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -100,7 +101,7 @@ def start_llama_server(
 ) -> LlamaServer:
     """Start ``python -m llama_cpp.server`` on a free port and wait until it answers."""
     model = gemma_model_path()
-    port = _free_port()
+    port = free_port()
     log_path = log_dir / f"llama-server-{port}.log"
     command = [
         sys.executable,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,18 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.real_servers import unavailable
+from tests.real_servers import free_port, unavailable
 
 __all__ = ["RedisServer", "redis_server", "start_redis_server"]
 
 _START_TIMEOUT_S = 15.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -73,7 +65,7 @@ def start_redis_server(tmp_dir: Path, port: int | None = None) -> RedisServer:
     except ImportError:
         unavailable("redis-py is not installed (pip install 'genrouter[redis]')")
     assert binary is not None
-    port = port or _free_port()
+    port = port or free_port()
     log_path = tmp_dir / f"redis-{port}.log"
     args = [binary, "--port", str(port), "--save", "", "--appendonly", "no"]
     args += ["--bind", "127.0.0.1", "--dir", str(tmp_dir)]
