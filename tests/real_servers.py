@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-__all__ = ["LlamaServer", "free_port", "start_llama_server", "unavailable"]
+__all__ = ["LlamaServer", "free_port", "start_llama_server", "stop_process", "unavailable"]
 
 _START_TIMEOUT_S = 90.0
 
@@ -59,6 +59,17 @@ def free_port() -> int:
         return port
 
 
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a server a test started, killing it if it does not exit within 10 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
 @dataclass
 class LlamaServer:
     """A running ``llama_cpp.server`` process."""
@@ -83,13 +94,7 @@ class LlamaServer:
         return self.log_path.read_text(errors="replace")[-4000:]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
 
 
 def start_llama_server(

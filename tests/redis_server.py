@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.real_servers import free_port, unavailable
+from tests.real_servers import free_port, stop_process, unavailable
 
 __all__ = ["RedisServer", "redis_server", "start_redis_server"]
 
@@ -40,13 +40,7 @@ class RedisServer:
         return self.process.poll() is None
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
 
     def kill(self) -> None:
         """Stop it abruptly, as a crash would."""

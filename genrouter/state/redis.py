@@ -325,8 +325,8 @@ class RedisBackend:
 
     # -- cooldowns and reachability ---------------------------------------------------------
 
-    def cooldown(self, model_id: str) -> tuple[float, float] | None:
-        key = self._key("cool", model_id)
+    def _value_and_ttl(self, key: str) -> tuple[float, list[Any]] | None:
+        """``(age of the cached reading, [value, ttl in ms])`` for *key*, through the cache."""
 
         def fetch() -> list[Any]:
             pipe = self._redis.pipeline(transaction=False)
@@ -334,7 +334,11 @@ class RedisBackend:
             pipe.pttl(key)
             return pipe.execute()
 
-        got = self._cached(key, fetch)
+        return self._cached(key, fetch)
+
+    def cooldown(self, model_id: str) -> tuple[float, float] | None:
+        key = self._key("cool", model_id)
+        got = self._value_and_ttl(key)
         if got is None:
             return None
         age, (asked, left_ms) = got
@@ -353,14 +357,7 @@ class RedisBackend:
 
     def host_down(self, host: str) -> float | None:
         key = self._key("host", host)
-
-        def fetch() -> list[Any]:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.get(key)
-            pipe.pttl(key)
-            return pipe.execute()
-
-        got = self._cached(key, fetch)
+        got = self._value_and_ttl(key)
         if got is None:
             return None
         age, (window, left_ms) = got
