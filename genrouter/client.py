@@ -77,8 +77,11 @@ class AsyncClient:
     file, keyed remote models and any local model found on this machine are used). ``env``
     replaces ``os.environ`` as the source of API keys. ``hooks`` are per-client callbacks;
     ``tracing`` controls OpenTelemetry spans: ``None`` (the default) uses the global tracer
-    provider when ``opentelemetry-api`` is installed, ``False`` turns them off, and a
-    ``TracerProvider`` is used instead of the global one.
+    provider once an SDK has configured one, ``False`` turns them off, and a
+    ``TracerProvider`` is used instead of the global one; ``metrics`` does the same for the
+    GenAI metrics with a ``MeterProvider``. ``capture_content=True`` records prompts and
+    answers on spans (off by default; ``None`` reads
+    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``). See docs/observability.md.
     ``providers`` supplies instances for providers declared ``type = "custom"``.
     ``http_client`` replaces the pool the client would build (it is then not closed by
     ``aclose``). ``token_counter`` lets clients share one :class:`~genrouter.tokens.TokenCounter`
@@ -95,6 +98,8 @@ class AsyncClient:
         env: Mapping[str, str] | None = None,
         hooks: AsyncHooks | None = None,
         tracing: Any = None,
+        metrics: Any = None,
+        capture_content: bool | None = None,
         providers: Mapping[str, Provider] | None = None,
         http_client: httpx2.AsyncClient | None = None,
         token_counter: TokenCounter | None = None,
@@ -126,7 +131,13 @@ class AsyncClient:
         self._planned_for: set[str] = set()  # `model` values planned once (tokenizers loaded)
         self._off_machine: dict[str, bool] = {}
         self._shared = build_backend(self._config.state)  # None: this process's state only
-        health = Health(self._config.circuit_breaker, self._config.offline, shared=self._shared)
+        telemetry = _telemetry(tracing, metrics, capture_content, self._env)
+        health = Health(
+            self._config.circuit_breaker,
+            self._config.offline,
+            shared=self._shared,
+            observer=telemetry.health,
+        )
         budget = Budget(self._config.budget, shared=self._shared) if self._config.budget else None
         self._planner = Planner(
             self._config,
@@ -145,7 +156,7 @@ class AsyncClient:
             health=health,
             budget=budget,
             hooks=hooks or AsyncHooks(),
-            telemetry=Telemetry(tracing),
+            telemetry=telemetry,
             clock=clock,
             rng=random.Random(seed),
             provider_config=self._planner.provider_config,
@@ -757,6 +768,15 @@ def _is_long(messages: object) -> bool:
         if isinstance(content, str):
             total += len(content)
     return total > _LONG_TEXT_CHARS
+
+
+def _telemetry(
+    tracing: Any, metrics: Any, capture_content: bool | None, env: Mapping[str, str]
+) -> Telemetry:
+    if capture_content is None:
+        flag = env.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "")
+        capture_content = flag.strip().lower() in ("1", "true", "yes")
+    return Telemetry(tracing, metrics, capture_content=capture_content)
 
 
 def _off_machine(provider: Provider) -> bool:

@@ -102,6 +102,7 @@ class StreamProgress:
     finished: bool = False
     usage: Usage | None = None
     text: list[str] = field(default_factory=list)
+    finish_reason: str | None = None
     _pending: ChatCompletionChunk | None = None
     _template: ChatCompletionChunk | None = None
 
@@ -111,6 +112,7 @@ class StreamProgress:
             if choice.index == 0:
                 if choice.finish_reason is not None:
                     self.finished = True
+                    self.finish_reason = choice.finish_reason
                 if choice.delta.content:
                     self.text.append(choice.delta.content)
         if self._template is None:

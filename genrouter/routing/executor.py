@@ -203,7 +203,7 @@ class Execution:
             estimated_cost_usd=self._estimates.get(decision.plan[0]) if decision.plan else None,
         )
         self.errors: list[Exception] = []
-        self._span = env.telemetry.start(request.model)
+        self._obs = env.telemetry.begin(request)  # None: nothing would record (the cheap path)
         self._span_open = True
 
     # -- clocks: every time limit of the request lives here ------------------------------------
@@ -292,6 +292,7 @@ class Execution:
             retry_delay_ms=None if retry_delay_s is None else round(retry_delay_s * 1000, 3),
         )
         self.info.attempts.append(attempt)
+        self.env.telemetry.attempt_ended(self._obs, attempt, error)
         if self.env.hooks.on_attempt_end is not None:
             await call_hook(self.env.hooks.on_attempt_end, attempt)
 
@@ -365,6 +366,8 @@ class Execution:
                 circuit.release(ticket)
                 return None
         clock = self.env.clock
+        if self._obs is not None:
+            self._obs.attempt_started(spec, self.env.provider_for(spec))
         return Lease(spec, circuit, ticket, budget, reservation, clock, clock())
 
     def _cost(self, spec: ModelSpec, usage: Usage | None) -> float | None:
@@ -403,7 +406,8 @@ class Execution:
     def _finish_span(self, error: BaseException | None) -> None:
         if self._span_open:
             self._span_open = False
-            self.env.telemetry.finish(self._span, self.info, error)
+            if self._obs is not None:
+                self._obs.finish(self.info, error)
 
     # -- the attempt loop shared by both call shapes --------------------------------------------
 
@@ -520,6 +524,8 @@ class Execution:
             while index < len(plan) and plan[index].context_window <= failed.context_window:
                 self.info.notes.append(f"skipped {plan[index].id}: context window not larger")
                 index += 1
+        if error is not None and index < len(plan):
+            self.env.telemetry.fallback(self._obs, failed.id, plan[index].id, error)
         if error is not None and index < len(plan) and self.env.hooks.on_fallback is not None:
             await call_hook(self.env.hooks.on_fallback, failed.id, plan[index].id, error)
         return index
@@ -539,8 +545,6 @@ class Execution:
         self.info.model, self.info.provider = spec.id, spec.provider
         self.info.estimated_cost_usd = self._estimates.get(spec.id)
         self.info.latency_ms = self._elapsed_ms(self.started)
-        if usage is not None:
-            self.env.telemetry.usage(self._span, usage.prompt_tokens, usage.completion_tokens)
         self._finish_span(None)
         if self.env.hooks.on_complete is not None:
             await call_hook(self.env.hooks.on_complete, self.info)
@@ -589,6 +593,8 @@ class Execution:
                     None, usage.completion_tokens, self._elapsed_ms(lease.started) / 1000.0
                 )
             lease.succeed(self._cost(spec, usage))
+            if self._obs is not None:
+                self._obs.answered(response)
             await self._record(spec, "ok", lease.started)
             await self._succeeded(spec, usage)
             response.route = self.info
@@ -790,6 +796,8 @@ class Execution:
         """Settle an attempt that broke mid-stream (charged for what it delivered); return the
         continuation request when the stream may resume on the next candidate, else ``None``."""
         usage = progress.usage or self._estimate_usage(spec, "".join(progress.text), prefix)
+        if self._obs is not None:
+            self._obs.streamed(opened.buffered, progress, usage, prefix)
         self._note_failure(lease, provider, error, self._cost(spec, usage))
         await self._record(spec, "interrupted", lease.started, error=error, ttft_ms=opened.ttft_ms)
         self.errors.append(error)
@@ -798,6 +806,7 @@ class Execution:
         if not has_next or not delivered.resumable():
             return None
         self.info.notes.append(f"resuming on the next candidate after {spec.id} failed mid-stream")
+        self.env.telemetry.resumed(self._obs, spec.id, error)
         return self.request.continued("".join(delivered.text))
 
     async def _stream_succeeded(
@@ -822,6 +831,8 @@ class Execution:
         self.env.health.stats(spec.id).observe(
             opened.ttft_ms, usage.completion_tokens if usage else 0, generation_s
         )
+        if self._obs is not None:
+            self._obs.streamed(opened.buffered, progress, usage, prefix)
         lease.succeed(self._cost(spec, usage))
         if prefix:
             # Only a continuation that finished makes the stream "resumed".
@@ -848,6 +859,8 @@ class Execution:
         record the attempt as cancelled, and tell hooks and telemetry.
         """
         usage = progress.usage
+        if self._obs is not None:
+            self._obs.streamed(opened.buffered, progress, usage, prefix)
         if progress.finished or usage is not None:
             self._note_reachable(spec, provider)
             lease.succeed(self._cost(spec, usage))

@@ -17,6 +17,7 @@ from genrouter.routing.calibration import PromptCalibration
 
 if TYPE_CHECKING:
     from genrouter.state import StateBackend
+    from genrouter.telemetry import HealthObserver
 
 __all__ = [
     "CircuitBreaker",
@@ -96,6 +97,11 @@ class CircuitBreaker:
     # fallback while it has none); this breaker's outcomes are recorded there too.
     shared: StateBackend | None = None
     model_id: str = ""
+    observer: HealthObserver | None = None  # logs and counts transitions (genrouter.telemetry)
+
+    def _changed(self, state: str, reason: str) -> None:
+        if self.observer is not None:
+            self.observer.circuit(self.model_id, state, reason)
 
     def state(self, now: float) -> str:
         """``"closed"``, ``"open"`` or ``"half_open"``."""
@@ -135,6 +141,8 @@ class CircuitBreaker:
                 if facts.tripped:
                     claimed = self.shared.claim_probe(self.model_id)
                     if claimed is not None:  # one probe across every process
+                        if claimed:
+                            self._changed("half_open", "cooldown over; one probe let through")
                         return "probe" if claimed else None
                 else:
                     return "closed"
@@ -143,6 +151,7 @@ class CircuitBreaker:
             return "closed"
         if state == "half_open" and not self.probing:
             self.probing = True
+            self._changed("half_open", "cooldown over; one probe let through")
             return "probe"
         return None
 
@@ -155,6 +164,7 @@ class CircuitBreaker:
         if ticket == "probe":
             self.opened_at, self.probing = None, False
             self.failures.clear()
+            self._changed("closed", "the probe succeeded")
         elif self.opened_at is None:
             self.failures.clear()
 
@@ -172,6 +182,7 @@ class CircuitBreaker:
                 )
         if ticket == "probe":
             self.opened_at, self.probing = now, False  # the probe failed: cool down again
+            self._changed("open", f"the probe failed; cooling down {self.config.cooldown_s:g}s")
             return
         if self.opened_at is not None:
             return  # already open; a late failure says nothing new
@@ -181,6 +192,12 @@ class CircuitBreaker:
         if len(self.failures) >= self.config.failure_threshold:
             self.opened_at = now
             self.failures.clear()
+            config = self.config
+            self._changed(
+                "open",
+                f"{config.failure_threshold} failures within {config.window_s:g}s; "
+                f"cooling down {config.cooldown_s:g}s",
+            )
 
     def release(self, ticket: Ticket | None = "closed") -> None:
         """A call that got through ended without a verdict (cancelled, moved on)."""
@@ -211,6 +228,7 @@ class Reachability:
     # Per-host marks are shared (a host down for one process is down for all); the network
     # verdict stays local: it is about this machine's network.
     shared: StateBackend | None = None
+    observer: HealthObserver | None = None  # logs the offline switch (genrouter.telemetry)
 
     def register(self, provider: str, host: str) -> None:
         """Say which host *provider* talks to (providers sharing a host share its mark)."""
@@ -227,6 +245,10 @@ class Reachability:
         if not self.config.enabled:
             return
         host = self.host_of(provider)
+        if self.observer is not None and host not in self.provider_down_at:
+            self.observer.offline(
+                host, True, f"a connect failed; skipped for {self.config.down_for_s:g}s"
+            )
         self.provider_down_at[host] = now
         if self.shared is not None:
             self.shared.mark_host(host, down_for_s=self.config.down_for_s)
@@ -236,15 +258,25 @@ class Reachability:
         window = self.config.down_for_s
         recent = [h for h, at in self.network_evidence.items() if now - at < window]
         if len(recent) >= 2:
+            if self.observer is not None and self.network_down_at is None:
+                self.observer.offline(
+                    "network",
+                    True,
+                    f"connects to {', '.join(sorted(recent))} failed; remote models are skipped "
+                    f"for {window:g}s while a local one can answer",
+                )
             self.network_down_at = now
 
     def mark_reachable(self, provider: str, *, whole_network: bool) -> None:
         host = self.host_of(provider)
-        self.provider_down_at.pop(host, None)
+        if self.provider_down_at.pop(host, None) is not None and self.observer is not None:
+            self.observer.offline(host, False, "a call succeeded")
         if self.shared is not None:
             self.shared.mark_host(host, down_for_s=None)
         self.network_evidence.pop(host, None)
         if whole_network:
+            if self.network_down_at is not None and self.observer is not None:
+                self.observer.offline("network", False, f"{host} answered")
             self.network_down_at = None
             self.network_evidence.clear()
 
@@ -296,15 +328,19 @@ class Health:
     cooldowns: dict[str, tuple[float, float]] = field(default_factory=dict)
     # Facts shared with other processes (docs/state.md); ``None``: this process only.
     shared: StateBackend | None = None
+    # Logs and counts circuit transitions, cooldowns, the offline switch (genrouter.telemetry).
+    observer: HealthObserver | None = None
 
     def __post_init__(self) -> None:
-        self.reachability = Reachability(self.offline_config, shared=self.shared)
+        self.reachability = Reachability(
+            self.offline_config, shared=self.shared, observer=self.observer
+        )
 
     def circuit(self, model_id: str) -> CircuitBreaker:
         breaker = self.circuits.get(model_id)
         if breaker is None:
             breaker = self.circuits[model_id] = CircuitBreaker(
-                self.circuit_config, shared=self.shared, model_id=model_id
+                self.circuit_config, shared=self.shared, model_id=model_id, observer=self.observer
             )
         return breaker
 
@@ -321,6 +357,8 @@ class Health:
     def cool_down(self, model_id: str, now: float, retry_after: float) -> None:
         """A server asked for *retry_after* seconds of quiet: skip the model until then."""
         until = now + retry_after
+        if self.observer is not None:
+            self.observer.cooldown(model_id, retry_after)
         if self.shared is not None:
             self.shared.set_cooldown(model_id, retry_after)
         known = self.cooldowns.get(model_id)
