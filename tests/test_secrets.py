@@ -262,3 +262,26 @@ def test_spans_hold_no_secret() -> None:
     assert spans
     text = "\n".join(span.to_json() for span in spans)
     assert leaked(text) == []
+
+
+@pytest.mark.parametrize("case", ["500 text", "transport"])
+async def test_routing_log_lines_hold_no_secret(
+    case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The retry and fallback lines (genrouter._logging) quote the error: never its key."""
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return _transport_failure(request) if case == "transport" else FAULTS[case](False)
+
+    config = config_for("openai_compatible", False)
+    config["routes"]["default"]["retry"] = {"attempts": 2, "backoff": {"initial_ms": 1}}
+    caplog.set_level(logging.DEBUG, logger="genrouter")
+    async with (
+        httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as http,
+        AsyncClient(config, env=ENV, http_client=http, tracing=False) as client,
+    ):
+        with pytest.raises(GenRouterError):
+            await client.chat.completions.create(messages=HELLO)
+    events = {getattr(r, "genrouter_event", None) for r in caplog.records}
+    assert {"retry", "fallback"} <= events, events
+    assert leaked("\n".join(r.getMessage() for r in caplog.records)) == []
