@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,20 @@ _SYSTEMS = {
     "DashScopeProvider": "dashscope",
     "LocalProvider": "llama_cpp",
 }
+
+
+def _unset(module: Any, attribute: str, named_in_environment: bool) -> bool:
+    """Whether OpenTelemetry's global provider is certainly unset: its module global is still
+    ``None`` and the environment names no provider for the API to load.
+
+    The public getters (``get_tracer_provider``) read ``os.environ`` on every call, several
+    µs here: too much for every request of a client that nobody traces. When the global is
+    not where this looks (another API version), the answer is "not certain" and the caller
+    asks the public getter.
+    """
+    if module is None or getattr(module, attribute, False) is not None:
+        return False
+    return not named_in_environment
 
 
 def provider_system(provider: object) -> str:
@@ -97,6 +112,7 @@ class Telemetry:
     """
 
     __slots__ = (
+        "_env_named",
         "_instruments",
         "_meter_arg",
         "_names",
@@ -110,6 +126,15 @@ class Telemetry:
     ) -> None:
         self._tracing_arg = tracing
         self._meter_arg = metrics
+        # Providers named in the environment, which the API loads on first use (read once).
+        self._env_named = frozenset(
+            kind
+            for kind, variable in (
+                ("tracer", "OTEL_PYTHON_TRACER_PROVIDER"),
+                ("meter", "OTEL_PYTHON_METER_PROVIDER"),
+            )
+            if variable in os.environ
+        )
         self._tracer: Any = None
         self._instruments: Instruments | None = None
         self._names: Names | None = None
@@ -137,39 +162,44 @@ class Telemetry:
     # -- resolving, cheaply ----------------------------------------------------------------
 
     def _active_tracer(self) -> Any:
+        arg = self._tracer
+        if arg is not None:
+            return arg  # resolved once: the global provider can be set only once
         arg = self._tracing_arg
         if arg is False:
             return None
         if arg is not None and arg is not True:
-            if self._tracer is None:
-                self._tracer = arg.get_tracer(_INSTRUMENTATION)
+            self._tracer = arg.get_tracer(_INSTRUMENTATION)
             return self._tracer
         api = sys.modules.get("opentelemetry.trace")
         if api is None:
             return None  # nobody imported OpenTelemetry: no SDK can be configured
+        if _unset(api, "_TRACER_PROVIDER", "tracer" in self._env_named):
+            return None
         if isinstance(api.get_tracer_provider(), api.ProxyTracerProvider):
             return None  # the API's placeholder: no SDK configured (yet)
-        if self._tracer is None:
-            self._tracer = api.get_tracer(_INSTRUMENTATION)
+        self._tracer = api.get_tracer(_INSTRUMENTATION)
         return self._tracer
 
     def _active_instruments(self) -> Instruments | None:
+        if self._instruments is not None:
+            return self._instruments
         arg = self._meter_arg
         if arg is False:
             return None
-        if self._instruments is not None and (arg is not None and arg is not True):
-            return self._instruments
         if arg is None or arg is True:
             api = sys.modules.get("opentelemetry.metrics")
             if api is None:
                 return None
+            internal = sys.modules.get("opentelemetry.metrics._internal")
+            if _unset(internal, "_METER_PROVIDER", "meter" in self._env_named):
+                return None
             provider = api.get_meter_provider()
             if type(provider).__name__ == "_ProxyMeterProvider":
                 return None  # the API's placeholder: no SDK configured (yet)
-            if self._instruments is None:
-                self._instruments = Instruments(provider.get_meter(_INSTRUMENTATION), self.names())
-            return self._instruments
-        self._instruments = Instruments(arg.get_meter(_INSTRUMENTATION), self.names())
+        else:
+            provider = arg
+        self._instruments = Instruments(provider.get_meter(_INSTRUMENTATION), self.names())
         return self._instruments
 
     # -- per request -----------------------------------------------------------------------
