@@ -544,3 +544,59 @@ def test_the_built_in_names_match_the_installed_semantic_conventions() -> None:
     from genrouter._telemetry_names import Names, load_names
 
     assert load_names() == Names()
+
+
+def test_the_global_providers_are_used_even_when_set_after_the_client(
+    fake_server: FakeLLMServer,
+) -> None:
+    """Default ``tracing=None`` / ``metrics=None``: an SDK configured later is picked up."""
+    fake_server.enqueue(Reply.text("hi"), model=OPENAI)
+    config = {
+        "providers": {"openai": {"type": "openai", "base_url": fake_server.openai_base_url}},
+        "routes": {"default": {"candidates": [f"openai/{OPENAI}"]}},
+    }
+    script = textwrap.dedent(
+        f"""
+        import asyncio, datetime
+        from genrouter import AsyncClient
+
+        async def main():
+            env = {{"OPENAI_API_KEY": "sk-test-0123456789"}}
+            today = lambda: datetime.date(2025, 6, 1)
+            async with AsyncClient({config!r}, env=env, today=today) as client:
+                from opentelemetry import metrics, trace
+                from opentelemetry.sdk.metrics import MeterProvider
+                from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+                from opentelemetry.sdk.trace import TracerProvider
+                from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+                from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+                    InMemorySpanExporter,
+                )
+
+                spans, reader = InMemorySpanExporter(), InMemoryMetricReader()
+                tracer_provider = TracerProvider()
+                tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+                trace.set_tracer_provider(tracer_provider)
+                metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+                hello = [{{"role": "user", "content": "hi"}}]
+                await client.chat.completions.create(model="default", messages=hello)
+            print(sorted(s.name for s in spans.get_finished_spans()))
+            data = reader.get_metrics_data()
+            print(sorted(m.name for r in data.resource_metrics for s in r.scope_metrics
+                         for m in s.metrics))
+
+        asyncio.run(main())
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    span_names, metric_names = done.stdout.strip().splitlines()
+    assert span_names == str(["chat default", f"chat {OPENAI}"])
+    assert "gen_ai.client.operation.duration" in metric_names
+    assert "genrouter.attempts" in metric_names
