@@ -3,7 +3,7 @@
 The names come from the installed semantic-conventions package (its ``_incubating`` GenAI
 registry; 0.66b2 was current when this was written, matching GenAI conventions v1.3x and the
 ``semantic-conventions-genai`` repository they moved to). The package is imported only when a
-request is actually traced or measured, once per process (~5 ms); without it, the same names
+request is actually traced or measured, once per process (5-10 ms); without it, the same names
 are used from the table below (tests/test_observability.py checks that the two agree).
 Names the conventions do not define are genrouter's own, under ``genrouter.*``.
 """
