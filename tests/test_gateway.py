@@ -1,0 +1,242 @@
+"""The gateway driven by the official openai SDK: answers, streams, tools, parse(), faults."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx2
+import openai
+import pytest
+from pydantic import BaseModel
+
+from genrouter.testing import FakeLLMServer, Reply
+from tests.gateway_helpers import (
+    FAKE_PROVIDER_KEY,
+    InProcessGateway,
+    in_process_gateway,
+    two_upstreams,
+)
+
+HI = [{"role": "user", "content": "hello there"}]
+
+
+@pytest.fixture
+def upstreams() -> Iterator[tuple[FakeLLMServer, FakeLLMServer]]:
+    with FakeLLMServer() as first, FakeLLMServer() as second:
+        yield first, second
+
+
+@pytest.fixture
+def gateway(upstreams: tuple[FakeLLMServer, FakeLLMServer]) -> Iterator[InProcessGateway]:
+    first, second = upstreams
+    with in_process_gateway(two_upstreams(first.openai_base_url, second.openai_base_url)) as gw:
+        yield gw
+
+
+def sdk(gateway: InProcessGateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0)
+
+
+def async_sdk(gateway: InProcessGateway) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0)
+
+
+def test_sync_completion_with_route_headers(
+    gateway: InProcessGateway, upstreams: tuple[FakeLLMServer, FakeLLMServer]
+) -> None:
+    upstreams[0].enqueue(Reply.text("Tokyo is the capital."))
+    with sdk(gateway) as client:
+        raw = client.chat.completions.with_raw_response.create(model="default", messages=HI)  # type: ignore[arg-type]
+        completion = raw.parse()
+    assert completion.choices[0].message.content == "Tokyo is the capital."
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None and completion.usage.total_tokens > 0
+    assert raw.headers["x-genrouter-model"] == "up1/m"
+    assert raw.headers["x-genrouter-route"] == "default"
+    assert raw.headers["x-genrouter-attempts"] == "1"
+    assert float(raw.headers["x-genrouter-cost-usd"]) > 0
+    # The upstream got the provider key, the caller's key went nowhere.
+    sent = upstreams[0].requests[-1]
+    assert sent.headers["authorization"] == f"Bearer {FAKE_PROVIDER_KEY}"
+
+
+async def test_async_stream_usage_only_when_asked(
+    gateway: InProcessGateway, upstreams: tuple[FakeLLMServer, FakeLLMServer]
+) -> None:
+    client = async_sdk(gateway)
+    async with client:
+        upstreams[0].enqueue(Reply.text("one two three"))
+        stream = await client.chat.completions.create(model="default", messages=HI, stream=True)  # type: ignore[arg-type]
+        chunks = [chunk async for chunk in stream]
+        assert all(chunk.choices for chunk in chunks)
+        text = "".join(c.choices[0].delta.content or "" for c in chunks)
+        assert text == "one two three"
+        assert chunks[-1].choices[0].finish_reason == "stop"
+
+        upstreams[0].enqueue(Reply.text("one two three"))
+        stream = await client.chat.completions.create(
+            model="default",
+            messages=HI,  # type: ignore[arg-type]
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [chunk async for chunk in stream]
+        assert chunks[-1].choices == [] and chunks[-1].usage is not None
+        assert all(c.usage is None for c in chunks[:-1])
+
+
+def test_sse_framing_is_openais(
+    gateway: InProcessGateway, upstreams: tuple[FakeLLMServer, FakeLLMServer]
+) -> None:
+    upstreams[0].enqueue(Reply.text("a b"))
+    body = {"model": "default", "messages": HI, "stream": True}
+    with httpx2.stream("POST", gateway.base_url + "/chat/completions", json=body) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        raw = b"".join(response.iter_bytes())
+    events = raw.split(b"\n\n")
+    assert events[-1] == b"" and events[-2] == b"data: [DONE]"
+    assert all(e.startswith(b"data: {") for e in events[:-2])
+
+
+def test_tools_streamed_and_not(
+    gateway: InProcessGateway, upstreams: tuple[FakeLLMServer, FakeLLMServer]
+) -> None:
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
+    upstreams[0].enqueue(Reply.tool_call("get_weather", {"city": "Paris"}))
+    upstreams[0].enqueue(Reply.tool_call("get_weather", {"city": "Oslo"}))
+    with sdk(gateway) as client:
+        answer = client.chat.completions.create(model="default", messages=HI, tools=tools)  # type: ignore[arg-type]
+        call = answer.choices[0].message.tool_calls
+        assert call is not None and call[0].function.name == "get_weather"  # type: ignore[union-attr]
+        assert answer.choices[0].finish_reason == "tool_calls"
+        args = ""
+        stream = client.chat.completions.create(
+            model="default",
+            messages=HI,  # type: ignore[arg-type]
+            tools=tools,  # type: ignore[arg-type]
+            stream=True,
+        )
+        for chunk in stream:
+            for delta_call in chunk.choices[0].delta.tool_calls or []:
+                args += (delta_call.function.arguments if delta_call.function else None) or ""
+    assert args == '{"city": "Oslo"}'
+    assert upstreams[0].requests[-1].body["tools"][0]["function"]["name"] == "get_weather"
+
+
+class City(BaseModel):
+    name: str
+    population: int
+
+
+def test_parse_with_a_pydantic_model(
+    gateway: InProcessGateway, upstreams: tuple[FakeLLMServer, FakeLLMServer]
+) -> None:
+    upstreams[0].enqueue(Reply.text('{"name": "Tokyo", "population": 14000000}'))
+    with sdk(gateway) as client:
+        parsed = client.chat.completions.parse(
+            model="default",
+            messages=HI,  # type: ignore[arg-type]
+            response_format=City,
+        )
+    assert parsed.choices[0].message.parsed == City(name="Tokyo", population=14000000)
+    assert upstreams[0].requests[-1].body["response_format"]["type"] == "json_schema"
+
+
+def test_failover_before_content(
+    gateway: InProcessGateway, upstreams: tuple[FakeLLMServer, FakeLLMServer]
+) -> None:
+    upstreams[0].enqueue(Reply.error(500, message="down"))
+    upstreams[1].enqueue(Reply.text("from the second"))
+    with sdk(gateway) as client:
+        raw = client.chat.completions.with_raw_response.create(model="default", messages=HI)  # type: ignore[arg-type]
+    assert raw.parse().choices[0].message.content == "from the second"
+    assert raw.headers["x-genrouter-model"] == "up2/m"
+    assert raw.headers["x-genrouter-attempts"] == "2"
+
+
+def test_cooldown_skips_a_rate_limited_upstream(
+    gateway: InProcessGateway, upstreams: tuple[FakeLLMServer, FakeLLMServer]
+) -> None:
+    upstreams[0].enqueue(Reply.error(429, message="slow down", headers={"retry-after": "60"}))
+    with sdk(gateway) as client:
+        first = client.chat.completions.with_raw_response.create(model="default", messages=HI)  # type: ignore[arg-type]
+        calls = len(upstreams[0].requests)
+        second = client.chat.completions.with_raw_response.create(model="default", messages=HI)  # type: ignore[arg-type]
+    assert first.headers["x-genrouter-model"] == "up2/m"
+    assert second.headers["x-genrouter-model"] == "up2/m"
+    assert second.headers["x-genrouter-attempts"] == "1"
+    assert len(upstreams[0].requests) == calls  # cooling down: not called again
+
+
+def test_stream_cut_after_content_ends_with_an_error_event(
+    gateway: InProcessGateway, upstreams: tuple[FakeLLMServer, FakeLLMServer]
+) -> None:
+    upstreams[0].enqueue(Reply.text("one two three four five six", cut_after=3))
+    received = ""
+    with sdk(gateway) as client:
+        stream = client.chat.completions.create(model="default", messages=HI, stream=True)  # type: ignore[arg-type]
+        with pytest.raises(openai.APIError) as caught:
+            for chunk in stream:
+                received += chunk.choices[0].delta.content or ""
+    assert received == "one two three"
+    assert caught.value.code == "stream_interrupted"
+    assert caught.value.type == "server_error"
+    # On the wire: the error event, and no [DONE].
+    upstreams[0].enqueue(Reply.text("one two three four five six", cut_after=3))
+    body = {"model": "default", "messages": HI, "stream": True}
+    with httpx2.stream("POST", gateway.base_url + "/chat/completions", json=body) as response:
+        raw = b"".join(response.iter_bytes())
+    assert b"[DONE]" not in raw
+    last = raw.rstrip(b"\n").split(b"\n\n")[-1]
+    assert last.startswith(b'data: {"error": {"message": ')
+    assert b'"code": "stream_interrupted"' in last
+
+
+def test_stream_cut_with_resume_looks_whole(
+    upstreams: tuple[FakeLLMServer, FakeLLMServer],
+) -> None:
+    first, second = upstreams
+    config = two_upstreams(first.openai_base_url, second.openai_base_url, resume=True)
+    first.enqueue(Reply.text("one two three four", cut_after=2))
+    second.enqueue(Reply.text(" three four"))
+    with in_process_gateway(config) as gw, sdk(gw) as client:
+        stream = client.chat.completions.create(model="default", messages=HI, stream=True)  # type: ignore[arg-type]
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
+    assert text == "one two three four"
+    assert len(second.requests) == 1
+
+
+def test_upstreams_down_is_503() -> None:
+    from tests.real_servers import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    with in_process_gateway(two_upstreams(dead, dead)) as gw, sdk(gw) as client:
+        with pytest.raises(openai.InternalServerError) as caught:
+            client.chat.completions.create(model="default", messages=HI)  # type: ignore[arg-type]
+    assert caught.value.status_code == 503
+    assert caught.value.code == "upstream_unavailable"
+
+
+def test_route_info_in_the_body_when_asked(
+    gateway: InProcessGateway, upstreams: tuple[FakeLLMServer, FakeLLMServer]
+) -> None:
+    upstreams[0].enqueue(Reply.text("hi"), Reply.text("hi"))
+    with sdk(gateway) as client:
+        plain = client.chat.completions.create(model="default", messages=HI)  # type: ignore[arg-type]
+        asked = client.chat.completions.create(
+            model="default",
+            messages=HI,  # type: ignore[arg-type]
+            extra_headers={"x-genrouter-route-info": "true"},
+        )
+    assert "genrouter_route" not in (plain.model_extra or {})
+    route = (asked.model_extra or {})["genrouter_route"]
+    assert route["model"] == "up1/m" and route["decision"]["plan"] == ["up1/m", "up2/m"]
