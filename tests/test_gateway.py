@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import httpx2
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 from pydantic import BaseModel
 
 from genrouter.testing import FakeLLMServer, Reply
@@ -17,7 +19,7 @@ from tests.gateway_helpers import (
     two_upstreams,
 )
 
-HI = [{"role": "user", "content": "hello there"}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello there"}]
 
 
 @pytest.fixture
@@ -46,7 +48,7 @@ def test_sync_completion_with_route_headers(
 ) -> None:
     upstreams[0].enqueue(Reply.text("Tokyo is the capital."))
     with sdk(gateway) as client:
-        raw = client.chat.completions.with_raw_response.create(model="default", messages=HI)  # type: ignore[arg-type]
+        raw = client.chat.completions.with_raw_response.create(model="default", messages=HI)
         completion = raw.parse()
     assert completion.choices[0].message.content == "Tokyo is the capital."
     assert completion.choices[0].finish_reason == "stop"
@@ -66,7 +68,7 @@ async def test_async_stream_usage_only_when_asked(
     client = async_sdk(gateway)
     async with client:
         upstreams[0].enqueue(Reply.text("one two three"))
-        stream = await client.chat.completions.create(model="default", messages=HI, stream=True)  # type: ignore[arg-type]
+        stream = await client.chat.completions.create(model="default", messages=HI, stream=True)
         chunks = [chunk async for chunk in stream]
         assert all(chunk.choices for chunk in chunks)
         text = "".join(c.choices[0].delta.content or "" for c in chunks)
@@ -76,7 +78,7 @@ async def test_async_stream_usage_only_when_asked(
         upstreams[0].enqueue(Reply.text("one two three"))
         stream = await client.chat.completions.create(
             model="default",
-            messages=HI,  # type: ignore[arg-type]
+            messages=HI,
             stream=True,
             stream_options={"include_usage": True},
         )
@@ -102,7 +104,7 @@ def test_sse_framing_is_openais(
 def test_tools_streamed_and_not(
     gateway: InProcessGateway, upstreams: tuple[FakeLLMServer, FakeLLMServer]
 ) -> None:
-    tools = [
+    tools: list[ChatCompletionToolParam] = [
         {
             "type": "function",
             "function": {
@@ -114,15 +116,17 @@ def test_tools_streamed_and_not(
     upstreams[0].enqueue(Reply.tool_call("get_weather", {"city": "Paris"}))
     upstreams[0].enqueue(Reply.tool_call("get_weather", {"city": "Oslo"}))
     with sdk(gateway) as client:
-        answer = client.chat.completions.create(model="default", messages=HI, tools=tools)  # type: ignore[arg-type]
-        call = answer.choices[0].message.tool_calls
-        assert call is not None and call[0].function.name == "get_weather"  # type: ignore[union-attr]
+        answer = client.chat.completions.create(model="default", messages=HI, tools=tools)
+        calls = answer.choices[0].message.tool_calls
+        assert calls is not None and calls[0].type == "function"
+        assert calls[0].function.name == "get_weather"
+        assert json.loads(calls[0].function.arguments) == {"city": "Paris"}
         assert answer.choices[0].finish_reason == "tool_calls"
         args = ""
         stream = client.chat.completions.create(
             model="default",
-            messages=HI,  # type: ignore[arg-type]
-            tools=tools,  # type: ignore[arg-type]
+            messages=HI,
+            tools=tools,
             stream=True,
         )
         for chunk in stream:
@@ -144,7 +148,7 @@ def test_parse_with_a_pydantic_model(
     with sdk(gateway) as client:
         parsed = client.chat.completions.parse(
             model="default",
-            messages=HI,  # type: ignore[arg-type]
+            messages=HI,
             response_format=City,
         )
     assert parsed.choices[0].message.parsed == City(name="Tokyo", population=14000000)
@@ -157,7 +161,7 @@ def test_failover_before_content(
     upstreams[0].enqueue(Reply.error(500, message="down"))
     upstreams[1].enqueue(Reply.text("from the second"))
     with sdk(gateway) as client:
-        raw = client.chat.completions.with_raw_response.create(model="default", messages=HI)  # type: ignore[arg-type]
+        raw = client.chat.completions.with_raw_response.create(model="default", messages=HI)
     assert raw.parse().choices[0].message.content == "from the second"
     assert raw.headers["x-genrouter-model"] == "up2/m"
     assert raw.headers["x-genrouter-attempts"] == "2"
@@ -168,9 +172,9 @@ def test_cooldown_skips_a_rate_limited_upstream(
 ) -> None:
     upstreams[0].enqueue(Reply.error(429, message="slow down", headers={"retry-after": "60"}))
     with sdk(gateway) as client:
-        first = client.chat.completions.with_raw_response.create(model="default", messages=HI)  # type: ignore[arg-type]
+        first = client.chat.completions.with_raw_response.create(model="default", messages=HI)
         calls = len(upstreams[0].requests)
-        second = client.chat.completions.with_raw_response.create(model="default", messages=HI)  # type: ignore[arg-type]
+        second = client.chat.completions.with_raw_response.create(model="default", messages=HI)
     assert first.headers["x-genrouter-model"] == "up2/m"
     assert second.headers["x-genrouter-model"] == "up2/m"
     assert second.headers["x-genrouter-attempts"] == "1"
@@ -183,7 +187,7 @@ def test_stream_cut_after_content_ends_with_an_error_event(
     upstreams[0].enqueue(Reply.text("one two three four five six", cut_after=3))
     received = ""
     with sdk(gateway) as client:
-        stream = client.chat.completions.create(model="default", messages=HI, stream=True)  # type: ignore[arg-type]
+        stream = client.chat.completions.create(model="default", messages=HI, stream=True)
         with pytest.raises(openai.APIError) as caught:
             for chunk in stream:
                 received += chunk.choices[0].delta.content or ""
@@ -209,7 +213,7 @@ def test_stream_cut_with_resume_looks_whole(
     first.enqueue(Reply.text("one two three four", cut_after=2))
     second.enqueue(Reply.text(" three four"))
     with in_process_gateway(config) as gw, sdk(gw) as client:
-        stream = client.chat.completions.create(model="default", messages=HI, stream=True)  # type: ignore[arg-type]
+        stream = client.chat.completions.create(model="default", messages=HI, stream=True)
         text = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
     assert text == "one two three four"
     assert len(second.requests) == 1
@@ -219,9 +223,12 @@ def test_upstreams_down_is_503() -> None:
     from tests.real_servers import free_port
 
     dead = f"http://127.0.0.1:{free_port()}/v1"
-    with in_process_gateway(two_upstreams(dead, dead)) as gw, sdk(gw) as client:
-        with pytest.raises(openai.InternalServerError) as caught:
-            client.chat.completions.create(model="default", messages=HI)  # type: ignore[arg-type]
+    with (
+        in_process_gateway(two_upstreams(dead, dead)) as gw,
+        sdk(gw) as client,
+        pytest.raises(openai.InternalServerError) as caught,
+    ):
+        client.chat.completions.create(model="default", messages=HI)
     assert caught.value.status_code == 503
     assert caught.value.code == "upstream_unavailable"
 
@@ -231,10 +238,10 @@ def test_route_info_in_the_body_when_asked(
 ) -> None:
     upstreams[0].enqueue(Reply.text("hi"), Reply.text("hi"))
     with sdk(gateway) as client:
-        plain = client.chat.completions.create(model="default", messages=HI)  # type: ignore[arg-type]
+        plain = client.chat.completions.create(model="default", messages=HI)
         asked = client.chat.completions.create(
             model="default",
-            messages=HI,  # type: ignore[arg-type]
+            messages=HI,
             extra_headers={"x-genrouter-route-info": "true"},
         )
     assert "genrouter_route" not in (plain.model_extra or {})

@@ -138,10 +138,7 @@ def load_gateway(
     source: str | os.PathLike[str] | Mapping[str, Any], *, env: Mapping[str, str] | None = None
 ) -> LoadedGateway:
     """Read *source* (a config file or a mapping); ``[gateway]`` goes to the settings."""
-    if isinstance(source, Mapping):
-        data = dict(source)
-    else:
-        data = _read_file(_as_path(source))
+    data = dict(source) if isinstance(source, Mapping) else _read_file(_as_path(source))
     table = data.pop("gateway", {})
     if not isinstance(table, Mapping):
         raise ConfigError("must be a table", location="gateway")

@@ -113,7 +113,7 @@ def _members(exc: AllCandidatesFailedError) -> list[BaseException]:
     return found
 
 
-def _all(members: Sequence[BaseException], kind: type[BaseException] | tuple[type, ...]) -> bool:
+def _all(members: Sequence[BaseException], kind: Any) -> bool:
     return bool(members) and all(isinstance(m, kind) for m in members)
 
 
@@ -139,6 +139,23 @@ def _all_failed(exc: AllCandidatesFailedError, message: str) -> ApiError:
     return ApiError(502, message, "server_error", "all_candidates_failed")
 
 
+# Errors whose answer depends on the class alone, most specific first.
+_BY_CLASS: tuple[tuple[type[GenRouterError], int, str, str | None], ...] = (
+    (BudgetExceededError, 429, "insufficient_quota", "budget_exceeded"),
+    (NoCandidateError, 503, "server_error", "no_candidate"),
+    (StreamInterruptedError, 502, "server_error", "stream_interrupted"),
+    (DeadlineExceededError, 504, "timeout", "deadline_exceeded"),
+    (RateLimitError, 429, "rate_limit_error", "upstream_rate_limited"),
+    # The *upstream* refused the server's provider key: the caller's request is not at
+    # fault, and a 401 would read as "your gateway key is wrong".
+    (AuthenticationError, 502, "server_error", "upstream_auth_failed"),
+    (PermissionDeniedError, 502, "server_error", "upstream_auth_failed"),
+    (ContextWindowExceededError, 400, "invalid_request_error", "context_length_exceeded"),
+    (BadRequestError, 400, "invalid_request_error", "upstream_rejected"),
+    (ProviderError, 502, "server_error", "upstream_error"),
+)
+
+
 def error_for(exc: GenRouterError, secrets: Iterable[str | None] = ()) -> ApiError:
     """OpenAI's status, type and code for one of genrouter's errors (message redacted)."""
     message = redact(str(exc), secrets)
@@ -149,26 +166,11 @@ def error_for(exc: GenRouterError, secrets: Iterable[str | None] = ()) -> ApiErr
         if param == "model" and "unknown model" in message:
             return ApiError(404, message, "invalid_request_error", "model_not_found", param)
         return ApiError(400, message, "invalid_request_error", None, param)
-    if isinstance(exc, BudgetExceededError):
-        return ApiError(429, message, "insufficient_quota", "budget_exceeded")
-    if isinstance(exc, NoCandidateError):
-        return ApiError(503, message, "server_error", "no_candidate")
     if isinstance(exc, AllCandidatesFailedError):
         return _all_failed(exc, message)
-    if isinstance(exc, StreamInterruptedError):
-        return ApiError(502, message, "server_error", "stream_interrupted")
-    if isinstance(exc, DeadlineExceededError):
-        return ApiError(504, message, "timeout", "deadline_exceeded")
-    if isinstance(exc, RateLimitError):
-        return ApiError(429, message, "rate_limit_error", "upstream_rate_limited", None)
-    if isinstance(exc, AuthenticationError | PermissionDeniedError):
-        # The *upstream* refused the server's provider key: the caller's request is not at
-        # fault, and a 401 would read as "your gateway key is wrong".
-        return ApiError(502, message, "server_error", "upstream_auth_failed")
-    if isinstance(exc, BadRequestError):
-        return ApiError(400, message, "invalid_request_error", "upstream_rejected")
-    if isinstance(exc, ProviderError):
-        return ApiError(502, message, "server_error", "upstream_error")
+    for kind, status, type_, code in _BY_CLASS:
+        if isinstance(exc, kind):
+            return ApiError(status, message, type_, code)
     return ApiError(500, message, "server_error", "internal_error")
 
 

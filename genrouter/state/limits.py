@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
 __all__ = ["BUCKETS", "KeyLimits", "MemoryLimits", "RateVerdict", "build_limits"]
 
-#: Spend is summed per time bucket, this many per window (as :class:`~genrouter.routing.budget.Budget`):
-#: spending leaves the window at most 1/64 of it late, never early.
+#: Spend is summed per time bucket, this many per window (as the client's ``Budget``): spending
+#: leaves the window at most 1/64 of it late, never early.
 BUCKETS = 64
 
 
