@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 #: A recognisable provider key: no response, header, log line or metric may ever show it.
-FAKE_PROVIDER_KEY = "sk-gwtest-PROVIDER-SECRET-0123456789abcdef"
+FAKE_PROVIDER_KEY = "upkey-GWTEST-0123456789abcdef-PROVIDER-SECRET"
 ROOT = Path(__file__).resolve().parent.parent
 
 

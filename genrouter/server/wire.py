@@ -167,7 +167,8 @@ def error_for(exc: GenRouterError, secrets: Iterable[str | None] = ()) -> ApiErr
             return ApiError(404, message, "invalid_request_error", "model_not_found", param)
         return ApiError(400, message, "invalid_request_error", None, param)
     if isinstance(exc, AllCandidatesFailedError):
-        return _all_failed(exc, message)
+        tried = "; ".join(str(m) for m in _members(exc)[:8])
+        return _all_failed(exc, redact(f"{exc.message}: {tried}", secrets))
     for kind, status, type_, code in _BY_CLASS:
         if isinstance(exc, kind):
             return ApiError(status, message, type_, code)
