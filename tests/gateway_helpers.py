@@ -26,6 +26,7 @@ __all__ = [
     "in_process_gateway",
     "start_gateway_process",
     "two_upstreams",
+    "wait_ready",
     "write_toml",
 ]
 
@@ -132,7 +133,12 @@ class GatewayProcess:
 
 
 def start_gateway_process(
-    config_path: Path, tmp_dir: Path, *, workers: int = 1, env: Mapping[str, str] | None = None
+    config_path: Path,
+    tmp_dir: Path,
+    *,
+    workers: int = 1,
+    env: Mapping[str, str] | None = None,
+    wait: bool = True,
 ) -> GatewayProcess:
     """``python -m genrouter serve`` on a free port; waits for ``/healthz``."""
     port = free_port()
@@ -144,6 +150,14 @@ def start_gateway_process(
     with log_path.open("wb") as log:
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=run_env)
     gateway = GatewayProcess(process, port, log_path)
+    if wait:
+        wait_ready(gateway)
+    return gateway
+
+
+def wait_ready(gateway: GatewayProcess) -> GatewayProcess:
+    """Wait until *gateway* answers ``/healthz`` (fail the test if it exits or takes 60 s)."""
+    process = gateway.process
     deadline = time.monotonic() + 60
     while True:
         if process.poll() is not None:

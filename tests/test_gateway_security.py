@@ -64,12 +64,12 @@ def test_keys_are_required_and_checked_by_hash(
 def test_rate_limit_per_key_sliding_window(
     upstreams: tuple[FakeLLMServer, FakeLLMServer],
 ) -> None:
-    with in_process_gateway(keyed(upstreams, rate_limit=2, rate_window_s=60)) as gw:
-        with sdk(gw.base_url) as client:
+    config = keyed(upstreams, rate_limit=2, rate_window_s=60)
+    with in_process_gateway(config) as gw, sdk(gw.base_url) as client:
+        client.chat.completions.create(model="default", messages=HI)
+        client.chat.completions.create(model="default", messages=HI)
+        with pytest.raises(openai.RateLimitError) as limited:
             client.chat.completions.create(model="default", messages=HI)
-            client.chat.completions.create(model="default", messages=HI)
-            with pytest.raises(openai.RateLimitError) as limited:
-                client.chat.completions.create(model="default", messages=HI)
     assert limited.value.code == "rate_limit_exceeded"
     assert 1 <= int(limited.value.response.headers["retry-after"]) <= 60
     assert len(upstreams[0].requests) == 2  # the refused request went nowhere
