@@ -92,8 +92,6 @@ def route_headers(route: RouteInfo | None) -> list[tuple[bytes, bytes]]:
     found.append((b"x-genrouter-attempts", _header(len(route.attempts))))
     if route.cost_usd is not None:
         found.append((b"x-genrouter-cost-usd", _header(f"{route.cost_usd:.8f}")))
-    if route.resumed:
-        found.append((b"x-genrouter-resumed", b"true"))
     return found
 
 
