@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 import httpx2
@@ -247,3 +248,69 @@ def test_route_info_in_the_body_when_asked(
     assert "genrouter_route" not in (plain.model_extra or {})
     route = (asked.model_extra or {})["genrouter_route"]
     assert route["model"] == "up1/m" and route["decision"]["plan"] == ["up1/m", "up2/m"]
+
+
+def test_stream_route_info_event_when_asked(
+    gateway: InProcessGateway, upstreams: tuple[FakeLLMServer, FakeLLMServer]
+) -> None:
+    upstreams[0].enqueue(Reply.text("a b c"))
+    with sdk(gateway) as client:
+        stream = client.chat.completions.create(
+            model="auto",
+            messages=HI,
+            stream=True,
+            extra_headers={"x-genrouter-route-info": "true"},
+        )
+        chunks = list(stream)
+    last = chunks[-1]
+    assert last.choices == []
+    route = (last.model_extra or {})["genrouter_route"]
+    assert route["model"] == "up1/m" and route["usage"]["completion_tokens"] > 0
+
+
+def test_models_lists_routes_auto_and_usable_models_with_lifecycle(
+    gateway: InProcessGateway,
+) -> None:
+    with sdk(gateway) as client:
+        models = {m.id: m for m in client.models.list()}
+    assert {"auto", "default", "up1/m", "up2/m"} <= set(models)
+    assert (models["default"].model_extra or {})["genrouter"]["candidates"] == ["up1/m", "up2/m"]
+    info = (models["up1/m"].model_extra or {})["genrouter"]
+    assert info["kind"] == "model" and info["lifecycle"] == "live"
+    assert "shutdown_on" in info and models["up1/m"].owned_by == "up1"
+    assert "openai/gpt-6-luna" not in models  # no OpenAI key here: not usable, not listed
+
+
+def test_metrics_and_healthz(
+    gateway: InProcessGateway, upstreams: tuple[FakeLLMServer, FakeLLMServer]
+) -> None:
+    upstreams[0].enqueue(Reply.error(500, message="down"), Reply.text("a b"))
+    with sdk(gateway) as client:
+        client.chat.completions.create(model="default", messages=HI)
+        list(client.chat.completions.create(model="default", messages=HI, stream=True))
+        with pytest.raises(openai.NotFoundError):
+            client.chat.completions.create(model="nope", messages=HI)
+    assert httpx2.get(gateway.root + "/healthz").json() == {"status": "ok"}
+    response = httpx2.get(gateway.root + "/metrics")
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = response.text
+    assert 'genrouter_gateway_requests_total{model="up2/m",status="200",tenant="local"} 1' in text
+    assert 'genrouter_gateway_requests_total{model="up1/m",status="200",tenant="local"} 1' in text
+    assert 'genrouter_gateway_errors_total{type="model_not_found"} 1' in text
+    assert 'genrouter_gateway_tokens_total{model="up1/m",kind="completion"} 2' in text
+    assert re.search(r'genrouter_gateway_cost_usd_total\{model="up2/m"\} 0\.0\d+', text)
+    assert "genrouter_gateway_ttft_seconds_count 1" in text
+    assert 'genrouter_gateway_request_duration_seconds_count{stream="false"} 2' in text
+    assert re.search(r'genrouter_gateway_circuit_state\{model="up1/m"\} 0', text)
+    assert "# TYPE genrouter_gateway_request_duration_seconds histogram" in text
+
+
+def test_all_rate_limited_upstreams_are_429_with_retry_after(
+    gateway: InProcessGateway, upstreams: tuple[FakeLLMServer, FakeLLMServer]
+) -> None:
+    for server in upstreams:
+        server.enqueue(Reply.error(429, message="slow", headers={"retry-after": "7"}))
+    with sdk(gateway) as client, pytest.raises(openai.RateLimitError) as limited:
+        client.chat.completions.create(model="default", messages=HI)
+    assert limited.value.code == "upstream_rate_limited"
+    assert limited.value.response.headers["retry-after"] == "7"
