@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 
 import httpx2
@@ -314,3 +315,19 @@ def test_all_rate_limited_upstreams_are_429_with_retry_after(
         client.chat.completions.create(model="default", messages=HI)
     assert limited.value.code == "upstream_rate_limited"
     assert limited.value.response.headers["retry-after"] == "7"
+
+
+def test_a_caller_that_goes_away_closes_the_upstream_stream(
+    gateway: InProcessGateway, upstreams: tuple[FakeLLMServer, FakeLLMServer]
+) -> None:
+    words = " ".join(f"w{i}" for i in range(60))
+    upstreams[0].enqueue(Reply.text(words, delay_between_chunks_s=0.2))
+    body = {"model": "default", "messages": HI, "stream": True}
+    with httpx2.stream("POST", gateway.base_url + "/chat/completions", json=body) as response:
+        next(response.iter_bytes())
+    deadline = time.monotonic() + 10
+    while upstreams[0].connections_open and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert upstreams[0].connections_open == 0  # long before the 12 s the answer would take
+    text = httpx2.get(gateway.root + "/metrics").text
+    assert 'genrouter_gateway_requests_total{model="up1/m",status="499",tenant="local"} 1' in text

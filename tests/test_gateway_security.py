@@ -249,3 +249,22 @@ def test_memory_limits_slide_and_forget() -> None:
     assert limits.spent("other", window_s=64) == 0
     now[0] += 66
     assert limits.spent("k", window_s=64) == 0
+
+
+def test_redis_limits_fall_back_to_local_counts_when_redis_is_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from genrouter.config import StateConfig
+    from genrouter.state.redis_limits import RedisLimits
+    from tests.real_servers import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    limits = RedisLimits(StateConfig(backend="redis", url=url, timeout_s=0.2))
+    try:
+        assert [limits.hit("k", limit=1, window_s=60).allowed for _ in range(2)] == [True, False]
+        limits.spend("k", 0.5, window_s=60)
+        assert limits.spent("k", window_s=60) == pytest.approx(0.5)
+    finally:
+        limits.close()
+    warnings = [r for r in caplog.records if "gateway limits" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING

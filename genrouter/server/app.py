@@ -381,7 +381,8 @@ class Gateway:
         headers = [*_SSE_HEADERS, *route_headers(stream.route), *extra]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         self.metrics.streams_open += 1
-        watcher = asyncio.create_task(_close_on_disconnect(receive, stream))
+        gone = asyncio.Event()
+        watcher = asyncio.create_task(_close_on_disconnect(receive, stream, gone))
         status = 200
         try:
             first = True
@@ -404,6 +405,8 @@ class Gateway:
             self.metrics.count("genrouter_gateway_errors_total", (("type", api.code or ""),))
             tail = stream_error_event(api)
         finally:
+            if gone.is_set():
+                status = 499  # the caller went away (nginx's code): the stream was closed
             watcher.cancel()
             self.metrics.streams_open -= 1
             await stream.aclose()
@@ -470,11 +473,14 @@ def _too_large(limit: int) -> ApiError:
     )
 
 
-async def _close_on_disconnect(receive: Receive, stream: AsyncChatStream) -> None:
+async def _close_on_disconnect(
+    receive: Receive, stream: AsyncChatStream, gone: asyncio.Event
+) -> None:
     """Close *stream* (and so the upstream connection) when the caller goes away."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
+            gone.set()
             await stream.aclose()
             return
 
