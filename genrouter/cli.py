@@ -8,6 +8,7 @@
     genrouter models --json                             # the catalog, and what is usable here
     genrouter models --refresh                          # first re-read the providers' model lists
     genrouter route --explain "Describe this" --image cat.png
+    genrouter serve --config gateway.toml               # the OpenAI-compatible gateway
 
 The answer goes to stdout; everything about it (route, progress, errors, logs) goes to
 stderr, so ``genrouter chat ... > answer.txt`` captures only the answer. docs/cli.md has the

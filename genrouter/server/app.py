@@ -77,7 +77,8 @@ class _ClientGone(Exception):
 
 
 def _header(value: object) -> bytes:
-    return str(value).encode("latin-1", "replace")
+    # Printable ASCII only: a value can never split or end the header block.
+    return "".join(c if " " <= c <= "~" else "?" for c in str(value)).encode("ascii")
 
 
 def route_headers(route: RouteInfo | None) -> list[tuple[bytes, bytes]]:
@@ -315,7 +316,8 @@ class Gateway:
             return
         except GenRouterError as exc:
             api = error_for(exc, self._secrets())
-            logger.warning("genrouter gateway: %s %s", api.status, api.message)
+            log = logger.warning if api.status >= 500 else logger.debug
+            log("genrouter gateway: %s %s", api.status, api.message)
             self._count_error(api, key, getattr(exc, "route", None), started)
             await _error(send, api, extra + route_headers(getattr(exc, "route", None)))
             return

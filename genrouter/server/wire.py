@@ -228,6 +228,8 @@ def request_params(body: Any, known: frozenset[str]) -> dict[str, Any]:
             extra[name] = value
     if extra:
         params["extra_body"] = extra
+    if not isinstance(params.get("stream", False), bool | None):
+        raise ApiError(400, "must be a boolean", "invalid_request_error", None, "stream")
     model = params.get("model")
     if model is None:
         params["model"] = "auto"
