@@ -148,6 +148,26 @@ def test_sigterm_drains_an_open_stream(tmp_path: Path) -> None:
             gateway.stop()
 
 
+def test_a_stream_longer_than_drain_s_ends_with_an_error_event(tmp_path: Path) -> None:
+    with FakeLLMServer() as up:
+        words = " ".join(f"w{i}" for i in range(40))
+        up.enqueue(Reply.text(words, delay_between_chunks_s=0.3))
+        config = two_upstreams(up.openai_base_url, up.openai_base_url)
+        config["gateway"] = {"drain_s": 1}
+        gateway = start_gateway_process(write_toml(tmp_path / "gateway", config), tmp_path)
+        try:
+            with sdk(gateway.base_url) as client:
+                stream = client.chat.completions.create(model="default", messages=HI, stream=True)
+                with pytest.raises(openai.APIError) as cut:
+                    for number, _ in enumerate(stream):
+                        if number == 0:
+                            gateway.process.send_signal(signal.SIGTERM)
+            assert cut.value.code == "server_shutdown"
+            assert gateway.process.wait(timeout=30) in (0, -signal.SIGTERM)
+        finally:
+            gateway.stop()
+
+
 def test_redis_limits_are_atomic_namespaced_and_expire(redis_server: RedisServer) -> None:
     config = StateConfig.model_validate(shared_state(redis_server))
     first, second = RedisLimits(config), RedisLimits(config)

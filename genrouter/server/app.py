@@ -406,6 +406,13 @@ class Gateway:
             logger.warning("genrouter gateway: stream broke: %s", api.message)
             self.metrics.count("genrouter_gateway_errors_total", (("type", api.code or ""),))
             tail = stream_error_event(api)
+        except asyncio.CancelledError:
+            # Shutting down past drain_s: the cut stream still must not look finished.
+            cut = ApiError(503, _SHUTDOWN, "server_error", "server_shutdown")
+            with contextlib.suppress(Exception):
+                body = stream_error_event(cut)
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+            raise
         finally:
             if gone.is_set():
                 status = 499  # the caller went away (nginx's code): the stream was closed
@@ -455,6 +462,7 @@ class Gateway:
         self._settle(key, route, error.status, started, stream=False)
 
 
+_SHUTDOWN = "the gateway shut down before the stream ended (its drain_s ran out)"
 _PREFLIGHT = [
     (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
     (b"access-control-allow-headers", b"authorization, content-type, x-genrouter-route-info"),
