@@ -268,3 +268,17 @@ def test_redis_limits_fall_back_to_local_counts_when_redis_is_down(
         limits.close()
     warnings = [r for r in caplog.records if "gateway limits" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+
+
+def test_the_key_names_the_tenant_for_rules(upstreams: tuple[FakeLLMServer, FakeLLMServer]) -> None:
+    config = keyed(upstreams)
+    config["routes"]["second"] = {"candidates": ["up2/m"]}
+    config["rules"] = [{"when": {"metadata": {"tenant": "team-a"}}, "route": "second"}]
+    with in_process_gateway(config) as gw, sdk(gw.base_url) as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="auto",
+            messages=HI,
+            extra_body={"route_metadata": {"tenant": "someone-else"}},  # cannot be claimed
+        )
+    assert raw.headers["x-genrouter-route"] == "second"
+    assert raw.headers["x-genrouter-model"] == "up2/m"

@@ -299,6 +299,10 @@ class Gateway:
                     400, "the request body is not valid JSON", "invalid_request_error"
                 ) from None
             params = request_params(data, _KNOWN)
+            if key is not None:  # rules can match the tenant; a caller cannot claim another
+                tags = params.get("route_metadata")
+                tags = dict(tags) if isinstance(tags, dict) else {}
+                params["route_metadata"] = {**tags, "tenant": key.tenant}
             want_route = headers.get(_ROUTE_INFO_HEADER, b"").lower() in (b"1", b"true")
             completions = self.client().chat.completions
             streaming = bool(params.get("stream"))
