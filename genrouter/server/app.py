@@ -401,14 +401,18 @@ class Gateway:
                 await send({"type": "http.response.body", "body": body, "more_body": True})
             tail = DONE
             if want_route:
-                last = {"object": "chat.completion.chunk", "choices": []}
-                last["genrouter_route"] = route_json(stream.route)
-                tail = sse(json.dumps(last)) + DONE
+                tail = _route_event(stream) + DONE
         except GenRouterError as exc:
             api = error_for(exc, self._secrets())
             status = api.status
             logger.warning("genrouter gateway: stream broke: %s", api.message)
             self.metrics.count("genrouter_gateway_errors_total", (("type", api.code or ""),))
+            tail = stream_error_event(api)
+        except Exception as exc:  # a bug: still never a stream that looks finished
+            logger.error("genrouter gateway: internal error in a stream: %s", type(exc).__name__)
+            status = 500
+            self.metrics.count("genrouter_gateway_errors_total", (("type", "internal_error"),))
+            api = ApiError(500, "internal error in the gateway", "server_error", "internal_error")
             tail = stream_error_event(api)
         except asyncio.CancelledError:
             # Shutting down past drain_s: the cut stream still must not look finished.
@@ -472,6 +476,20 @@ _PREFLIGHT = [
     (b"access-control-allow-headers", b"authorization, content-type, x-genrouter-route-info"),
     (b"access-control-max-age", b"600"),
 ]
+
+
+def _route_event(stream: AsyncChatStream) -> bytes:
+    """The extra last event of a stream whose caller asked for route info."""
+    final = stream.get_final_completion()
+    event = {
+        "id": final.id,
+        "object": "chat.completion.chunk",
+        "created": final.created,
+        "model": final.model,
+        "choices": [],
+        "genrouter_route": route_json(stream.route),
+    }
+    return sse(json.dumps(event))
 
 
 def _date(value: Any) -> str | None:
