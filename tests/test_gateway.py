@@ -331,3 +331,18 @@ def test_a_caller_that_goes_away_closes_the_upstream_stream(
     assert upstreams[0].connections_open == 0  # long before the 12 s the answer would take
     text = httpx2.get(gateway.root + "/metrics").text
     assert 'genrouter_gateway_requests_total{model="up1/m",status="499",tenant="local"} 1' in text
+
+
+def test_a_passed_deadline_is_504(upstreams: tuple[FakeLLMServer, FakeLLMServer]) -> None:
+    first, second = upstreams
+    config = two_upstreams(first.openai_base_url, second.openai_base_url)
+    config["routes"]["default"]["deadline_s"] = 0.5
+    first.enqueue(Reply.text("late", delay_headers_s=5))
+    with (
+        in_process_gateway(config) as gw,
+        sdk(gw) as client,
+        pytest.raises(openai.APIStatusError) as late,
+    ):
+        client.chat.completions.create(model="default", messages=HI)
+    assert late.value.status_code == 504
+    assert late.value.code == "deadline_exceeded"
