@@ -166,7 +166,9 @@ def _add_serve(sub: Any, add_verbose: Any) -> None:
         "serve", help="run the OpenAI-compatible gateway (pip install 'genrouter[server]')"
     )
     add_verbose(serve)
-    serve.add_argument("--config", dest="serve_config", help="config file, with a [gateway] table")
+    serve.add_argument(
+        "--config", dest="serve_config", metavar="FILE", help="config file, with a [gateway] table"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (1)")

@@ -282,3 +282,9 @@ def test_the_key_names_the_tenant_for_rules(upstreams: tuple[FakeLLMServer, Fake
         )
     assert raw.headers["x-genrouter-route"] == "second"
     assert raw.headers["x-genrouter-model"] == "up2/m"
+
+
+def test_the_gateway_pool_default_and_an_explicit_pool() -> None:
+    assert load_gateway({}).config.pool.max_keepalive_connections == 1024
+    mine = load_gateway({"pool": {"max_connections": 10}}).config.pool
+    assert mine.max_connections == 10 and mine.max_keepalive_connections == 20

@@ -54,6 +54,8 @@ _HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 _TENANT = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 #: Key prefix of keys made by :func:`new_key` (any string of 16+ characters works as a key).
 KEY_PREFIX = "grk-"
+#: The upstream connection pool when the config file has no ``[pool]`` table.
+GATEWAY_POOL = {"max_connections": 1024, "max_keepalive_connections": 1024}
 
 
 def hash_key(key: str) -> str:
@@ -139,6 +141,9 @@ def load_gateway(
 ) -> LoadedGateway:
     """Read *source* (a config file or a mapping); ``[gateway]`` goes to the settings."""
     data = dict(source) if isinstance(source, Mapping) else _read_file(_as_path(source))
+    # A gateway multiplexes many callers on one pool: the client's defaults (100 connections,
+    # 20 kept alive) would queue and reconnect at a few hundred concurrent streams.
+    data.setdefault("pool", dict(GATEWAY_POOL))
     table = data.pop("gateway", {})
     if not isinstance(table, Mapping):
         raise ConfigError("must be a table", location="gateway")
