@@ -63,6 +63,10 @@ def serve(config: str | os.PathLike[str], *, host: str, port: int, workers: int 
         "timeout_graceful_shutdown": loaded.settings.drain_s,
         "server_header": False,
         "proxy_headers": False,  # the gateway reads no client address: skip the middleware
+        # Idle keep-alive connections stay open longer than clients' and load balancers' own
+        # idle timeouts (httpx: 5 s, typical balancers: 60 s), so a client never reuses a
+        # connection the server is closing at that moment (uvicorn's default is 5 s).
+        "timeout_keep_alive": 75,
     }
     if workers == 1:
         from genrouter.server.app import Gateway
