@@ -8,6 +8,7 @@
     genrouter models --json                             # the catalog, and what is usable here
     genrouter models --refresh                          # first re-read the providers' model lists
     genrouter route --explain "Describe this" --image cat.png
+    genrouter serve --config gateway.toml               # the OpenAI-compatible gateway
 
 The answer goes to stdout; everything about it (route, progress, errors, logs) goes to
 stderr, so ``genrouter chat ... > answer.txt`` captures only the answer. docs/cli.md has the
@@ -156,7 +157,53 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_verbose(models)
     models.add_argument("--json", action="store_true", help="print the list as JSON")
+    _add_serve(sub, add_verbose)
     return parser
+
+
+def _add_serve(sub: Any, add_verbose: Any) -> None:
+    serve = sub.add_parser(
+        "serve", help="run the OpenAI-compatible gateway (pip install 'genrouter[server]')"
+    )
+    add_verbose(serve)
+    serve.add_argument(
+        "--config", dest="serve_config", metavar="FILE", help="config file, with a [gateway] table"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (1)")
+    serve.add_argument(
+        "--hash-key",
+        action="store_true",
+        help="read a gateway key on stdin, print its hash for [[gateway.keys]], and exit",
+    )
+    serve.add_argument(
+        "--new-key",
+        action="store_true",
+        help="print a new random gateway key and its hash, and exit",
+    )
+
+
+def _serve(args: argparse.Namespace, out: TextIO, stdin: TextIO | None) -> int:
+    from genrouter.server.settings import hash_key, new_key
+
+    if args.new_key:
+        key = new_key()
+        out.write(f"key:  {key}\nhash: {hash_key(key)}\n")
+        return EXIT_OK
+    if args.hash_key:
+        line = (stdin.readline() if stdin is not None else "").strip()
+        if not line:
+            raise _UsageError("--hash-key reads the key on stdin (echo -n KEY | ...)")
+        out.write(hash_key(line) + "\n")
+        return EXIT_OK
+    config = args.serve_config or args.config or os.environ.get("GENROUTER_CONFIG")
+    if not config:
+        raise _UsageError("serve needs --config FILE (or $GENROUTER_CONFIG)")
+    from genrouter.server.run import serve
+
+    serve(config, host=args.host, port=args.port, workers=args.workers)
+    return EXIT_OK
 
 
 # -- the prompt -------------------------------------------------------------------------------
@@ -504,6 +551,8 @@ def _discard_stdout(out: TextIO) -> None:
 
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO | None) -> int:
     try:
+        if args.command == "serve":
+            return _serve(args, out, stdin)
         if args.command == "chat":
             return asyncio.run(_chat(args, out, err, stdin))
         if args.command == "route":
