@@ -408,6 +408,9 @@ class Config(_Strict):
     follow_successors: bool = False
     stream_idle_timeout_s: float | None = Field(default=60.0, gt=0)
     pool: PoolConfig = Field(default_factory=PoolConfig)
+    # ``genrouter serve``'s own table (checked by genrouter.server.settings at startup); the
+    # client ignores it, so one file serves both ``genrouter chat`` and ``genrouter serve``.
+    gateway: dict[str, Any] | None = None
 
     def provider_configs(self) -> dict[str, ProviderConfig]:
         """Configured providers plus the built-in ones (``openai``, ``dashscope``, ``local``)."""

@@ -288,3 +288,19 @@ def test_the_gateway_pool_default_and_an_explicit_pool() -> None:
     assert load_gateway({}).config.pool.max_keepalive_connections == 1024
     mine = load_gateway({"pool": {"max_connections": 10}}).config.pool
     assert mine.max_connections == 10 and mine.max_keepalive_connections == 20
+
+
+def test_one_file_serves_the_client_and_the_gateway(tmp_path: Any) -> None:
+    """``[gateway]`` sits in the same file the client reads: ``genrouter chat --config`` accepts it."""
+    from genrouter.config import load_config
+
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        f'[gateway]\n[[gateway.keys]]\nhash = "{hash_key(KEY)}"\ntenant = "team-a"\n',
+        encoding="utf-8",
+    )
+    config = load_config(path)
+    assert config.gateway is not None
+    assert config.gateway["keys"][0]["tenant"] == "team-a"
+    settings = load_gateway(path)
+    assert [key.tenant for key in settings.settings.keys] == ["team-a"]
