@@ -438,3 +438,26 @@ async def test_stream_options_without_stream_is_dropped_and_recorded(
         )
     assert "stream_options" not in server.requests[-1].body
     assert resp.route is not None and resp.route.dropped_params == ["stream_options"]
+
+
+# -- README idioms on the answer objects -------------------------------------------------------
+
+
+async def test_to_dict_and_to_json_as_the_sdk_spells_them(server: FakeLLMServer) -> None:
+    import json
+
+    async with AsyncClient(config(server), env=KEY) as client:
+        resp = await client.chat.completions.create(model=MODEL, messages=HELLO)
+        stream = await client.chat.completions.create(model=MODEL, messages=HELLO, stream=True)
+        chunks = [chunk async for chunk in stream]
+    # As openai-python's: the fields the answer carried (exclude_unset), no genrouter route.
+    as_dict = resp.to_dict()
+    assert as_dict["choices"][0]["message"]["content"] == "echo: Say hello"
+    assert "route" not in as_dict and "system_fingerprint" not in as_dict
+    assert json.loads(resp.to_json()) == resp.to_dict(mode="json")
+    assert resp.to_json().startswith('{\n  "id"')  # indented by 2, as the SDK's
+    assert resp.to_dict(exclude_unset=False)["system_fingerprint"] is None
+    assert chunks[0].to_dict()["object"] == "chat.completion.chunk"
+    # The SDK's own model reads genrouter's JSON unchanged.
+    sdk = openai.types.chat.ChatCompletion.model_validate_json(resp.to_json())
+    assert sdk.choices[0].message.content == "echo: Say hello"
