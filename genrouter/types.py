@@ -8,7 +8,7 @@ extra ``route`` attribute (a :class:`RouteInfo`) is excluded from dumps.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,16 +20,19 @@ __all__ = [
     "ChatCompletionChunk",
     "ChatCompletionMessage",
     "ChatCompletionMessageToolCall",
+    "ChatCompletionTokenLogprob",
     "Choice",
     "ChoiceDelta",
     "ChoiceDeltaFunctionCall",
     "ChoiceDeltaToolCall",
+    "ChoiceLogprobs",
     "ChunkChoice",
     "CompletionTokensDetails",
     "Function",
     "PromptTokensDetails",
     "RouteDecision",
     "RouteInfo",
+    "TopLogprob",
     "Usage",
 ]
 
@@ -133,11 +136,37 @@ class ChatCompletionMessage(_Wire):
     tool_calls: list[ChatCompletionMessageToolCall] | None = None
 
 
+class TopLogprob(_Wire):
+    token: str = ""
+    logprob: float = 0.0
+    bytes: list[int] | None = None
+
+
+class ChatCompletionTokenLogprob(_Wire):
+    """One output token's log probability (``choice.logprobs.content[i]``), as OpenAI's."""
+
+    token: str = ""
+    logprob: float = 0.0
+    bytes: list[int] | None = None
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
+
+
+class ChoiceLogprobs(_Wire):
+    """``choice.logprobs`` with ``logprobs=True``: per-token log probabilities, as OpenAI's."""
+
+    content: list[ChatCompletionTokenLogprob] | None = None
+    refusal: list[ChatCompletionTokenLogprob] | None = None
+
+
+# A server with another logprobs shape (not an object) keeps it as it came.
+_Logprobs = Annotated[ChoiceLogprobs | Any | None, Field(union_mode="left_to_right")]
+
+
 class Choice(_Wire):
     index: int = 0
     message: ChatCompletionMessage
     finish_reason: str | None = None
-    logprobs: Any | None = None
+    logprobs: _Logprobs = None
 
 
 class ChoiceDeltaFunctionCall(_Wire):
@@ -164,7 +193,7 @@ class ChunkChoice(_Wire):
     index: int = 0
     delta: ChoiceDelta = Field(default_factory=ChoiceDelta)
     finish_reason: str | None = None
-    logprobs: Any | None = None
+    logprobs: _Logprobs = None
 
 
 AttemptOutcome = Literal["ok", "error", "interrupted", "cancelled"]
