@@ -18,6 +18,7 @@ it). ``"none"`` is honoured by construction; ``"auto"`` answers text here.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx2
@@ -26,7 +27,7 @@ from openai.types.chat import ChatCompletionNamedToolChoiceParam, ChatCompletion
 
 from genrouter import AsyncClient
 from genrouter.errors import AllCandidatesFailedError, StructuredOutputError
-from tests.real_servers import LlamaServer
+from tests.real_servers import LlamaServer, start_llama_server
 
 pytestmark = pytest.mark.slow
 
@@ -219,3 +220,35 @@ async def test_required_with_several_tools_is_a_typed_error_on_the_real_server(
         with pytest.raises(AllCandidatesFailedError) as caught:
             await _answer(client, stream, tools=[WEATHER, TIME], tool_choice="required")
     assert caught.group_contains(StructuredOutputError, match="obliges a tool call")
+
+
+@pytest.fixture(scope="module")
+def function_calling_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """The same model behind ``--chat_format chatml-function-calling``."""
+    server = start_llama_server(
+        tmp_path_factory.mktemp("llama-fc"), chat_format="chatml-function-calling"
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_chatml_function_calling_server_fails_required_typed(
+    function_calling_server: LlamaServer,
+) -> None:
+    # This format fails "required" itself: HTTP 500 (an assertion in llama-cpp-python), or a
+    # streamed 200 with an empty body. Both are typed errors; with one tool the named choice
+    # genrouter sends instead works.
+    from genrouter.errors import ResponseFormatError, ServerError
+
+    async with real_client(function_calling_server) as client:
+        with pytest.raises(AllCandidatesFailedError) as complete:
+            await _answer(client, False, tools=[WEATHER, TIME], tool_choice="required")
+        with pytest.raises(AllCandidatesFailedError) as streamed:
+            await _answer(client, True, tools=[WEATHER, TIME], tool_choice="required")
+        one = await _answer(client, False, tools=[WEATHER], tool_choice="required", max_tokens=32)
+    assert complete.group_contains(ServerError)
+    assert streamed.group_contains(ResponseFormatError, match="empty")
+    calls = one.choices[0].message.tool_calls
+    assert calls is not None and calls[0].function.name == "get_weather"
