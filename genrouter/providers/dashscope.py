@@ -71,6 +71,7 @@ from genrouter.providers._errors_http import (
     should_retry_header,
     status_in_payload,
 )
+from genrouter.providers._tool_choice import forced_tool_choice
 from genrouter.providers.openai_compat import OpenAICompatibleProvider
 
 if TYPE_CHECKING:
@@ -477,8 +478,6 @@ def _check_tool_choice(call: ProviderCall) -> None:
 
     An :class:`UnsupportedInputError`: routing moves on to the route's next candidate.
     """
-    from genrouter.providers._tool_choice import forced_tool_choice
-
     if not forced_tool_choice(call.request):
         return
     thinks, why = _thinks(call)
