@@ -102,6 +102,9 @@ AssistantPart = Annotated[TextPart | RefusalPart, Field(discriminator="type")]
 class FunctionCall(_Strict):
     name: str
     arguments: str
+    # What ``parse()`` adds to a tool call it checked (genrouter's and openai-python's
+    # ``ParsedFunction``): accepted so that a parsed answer round-trips, never sent.
+    parsed_arguments: Any = Field(default=None, exclude=True)
 
 
 class ToolCallParam(_Strict):
@@ -153,6 +156,10 @@ class AssistantMessage(_Strict):
     function_call: FunctionCall | None = None
     # DashScope / DeepSeek style: continue this assistant text rather than start a new turn.
     partial: bool | None = None
+    # ``parse()``'s instance of the response model (genrouter's and openai-python's
+    # ``ParsedChatCompletionMessage``): accepted so that a parsed answer round-trips; it is the
+    # content again, so no vendor gets it (OpenAI answers 400 to unknown message fields).
+    parsed: Any = Field(default=None, exclude=True)
 
 
 class ToolMessage(_Strict):
@@ -195,7 +202,9 @@ def message_input(message: object) -> object:
     are validated strictly.
     """
     if isinstance(message, BaseModel) and not isinstance(message, _Strict):
-        data = message.model_dump(exclude_none=True)
+        # warnings=False: openai-python's parse() types ``parsed`` loosely, and dumping its
+        # message warns about that; the caller did nothing wrong.
+        data = message.model_dump(exclude_none=True, warnings=False)
         if data.get("role") == "assistant":
             data = {k: v for k, v in data.items() if k in _ASSISTANT_FIELDS}
         return data

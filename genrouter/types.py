@@ -8,7 +8,7 @@ extra ``route`` attribute (a :class:`RouteInfo`) is excluded from dumps.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,16 +20,19 @@ __all__ = [
     "ChatCompletionChunk",
     "ChatCompletionMessage",
     "ChatCompletionMessageToolCall",
+    "ChatCompletionTokenLogprob",
     "Choice",
     "ChoiceDelta",
     "ChoiceDeltaFunctionCall",
     "ChoiceDeltaToolCall",
+    "ChoiceLogprobs",
     "ChunkChoice",
     "CompletionTokensDetails",
     "Function",
     "PromptTokensDetails",
     "RouteDecision",
     "RouteInfo",
+    "TopLogprob",
     "Usage",
 ]
 
@@ -38,6 +41,46 @@ class _Wire(BaseModel):
     """Vendor payloads: keep unknown fields rather than fail on them."""
 
     model_config = ConfigDict(extra="allow")
+
+    def to_dict(
+        self,
+        *,
+        mode: Literal["json", "python"] = "python",
+        use_api_names: bool = True,
+        exclude_unset: bool = True,
+        exclude_defaults: bool = False,
+        exclude_none: bool = False,
+        warnings: bool = True,
+    ) -> dict[str, Any]:
+        """openai-python's ``to_dict()``: by default only the fields the answer carried."""
+        return self.model_dump(
+            mode=mode,
+            by_alias=use_api_names,
+            exclude_unset=exclude_unset,
+            exclude_defaults=exclude_defaults,
+            exclude_none=exclude_none,
+            warnings=warnings,
+        )
+
+    def to_json(
+        self,
+        *,
+        indent: int | None = 2,
+        use_api_names: bool = True,
+        exclude_unset: bool = True,
+        exclude_defaults: bool = False,
+        exclude_none: bool = False,
+        warnings: bool = True,
+    ) -> str:
+        """openai-python's ``to_json()``: :meth:`to_dict` as JSON text (indented by 2)."""
+        return self.model_dump_json(
+            indent=indent,
+            by_alias=use_api_names,
+            exclude_unset=exclude_unset,
+            exclude_defaults=exclude_defaults,
+            exclude_none=exclude_none,
+            warnings=warnings,
+        )
 
 
 class CompletionTokensDetails(_Wire):
@@ -93,11 +136,37 @@ class ChatCompletionMessage(_Wire):
     tool_calls: list[ChatCompletionMessageToolCall] | None = None
 
 
+class TopLogprob(_Wire):
+    token: str = ""
+    logprob: float = 0.0
+    bytes: list[int] | None = None
+
+
+class ChatCompletionTokenLogprob(_Wire):
+    """One output token's log probability (``choice.logprobs.content[i]``), as OpenAI's."""
+
+    token: str = ""
+    logprob: float = 0.0
+    bytes: list[int] | None = None
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
+
+
+class ChoiceLogprobs(_Wire):
+    """``choice.logprobs`` with ``logprobs=True``: per-token log probabilities, as OpenAI's."""
+
+    content: list[ChatCompletionTokenLogprob] | None = None
+    refusal: list[ChatCompletionTokenLogprob] | None = None
+
+
+# A server with another logprobs shape (not an object) keeps it as it came.
+_Logprobs = Annotated[ChoiceLogprobs | Any | None, Field(union_mode="left_to_right")]
+
+
 class Choice(_Wire):
     index: int = 0
     message: ChatCompletionMessage
     finish_reason: str | None = None
-    logprobs: Any | None = None
+    logprobs: _Logprobs = None
 
 
 class ChoiceDeltaFunctionCall(_Wire):
@@ -124,7 +193,7 @@ class ChunkChoice(_Wire):
     index: int = 0
     delta: ChoiceDelta = Field(default_factory=ChoiceDelta)
     finish_reason: str | None = None
-    logprobs: Any | None = None
+    logprobs: _Logprobs = None
 
 
 AttemptOutcome = Literal["ok", "error", "interrupted", "cancelled"]

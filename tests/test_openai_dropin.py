@@ -438,3 +438,100 @@ async def test_stream_options_without_stream_is_dropped_and_recorded(
         )
     assert "stream_options" not in server.requests[-1].body
     assert resp.route is not None and resp.route.dropped_params == ["stream_options"]
+
+
+# -- README idioms on the answer objects -------------------------------------------------------
+
+
+async def test_to_dict_and_to_json_as_the_sdk_spells_them(server: FakeLLMServer) -> None:
+    import json
+
+    async with AsyncClient(config(server), env=KEY) as client:
+        resp = await client.chat.completions.create(model=MODEL, messages=HELLO)
+        stream = await client.chat.completions.create(model=MODEL, messages=HELLO, stream=True)
+        chunks = [chunk async for chunk in stream]
+    # As openai-python's: the fields the answer carried (exclude_unset), no genrouter route.
+    as_dict = resp.to_dict()
+    assert as_dict["choices"][0]["message"]["content"] == "echo: Say hello"
+    assert "route" not in as_dict and "system_fingerprint" not in as_dict
+    assert json.loads(resp.to_json()) == resp.to_dict(mode="json")
+    assert resp.to_json().startswith('{\n  "id"')  # indented by 2, as the SDK's
+    assert resp.to_dict(exclude_unset=False)["system_fingerprint"] is None
+    assert chunks[0].to_dict()["object"] == "chat.completion.chunk"
+    # The SDK's own model reads genrouter's JSON unchanged.
+    sdk = openai.types.chat.ChatCompletion.model_validate_json(resp.to_json())
+    assert sdk.choices[0].message.content == "echo: Say hello"
+
+
+def _sse(*events: dict[str, Any]) -> bytes:
+    return b"".join(b"data: " + json_bytes(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+
+
+def json_bytes(value: object) -> bytes:
+    import json
+
+    return json.dumps(value).encode()
+
+
+def _chunk(index: int, content: str | None = None, finish: str | None = None) -> dict[str, Any]:
+    delta = {"content": content} if content else {}
+    choice = {"index": index, "delta": delta, "finish_reason": finish}
+    return {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [choice],
+    }
+
+
+async def test_n_choices_and_logprobs_read_as_with_the_sdk(server: FakeLLMServer) -> None:
+    token = {
+        "token": "A",
+        "logprob": -0.1,
+        "bytes": [65],
+        "top_logprobs": [{"token": "B", "logprob": -2.5}],
+    }
+    body = {
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "A"},
+                "finish_reason": "stop",
+                "logprobs": {"content": [token], "refusal": None},
+            },
+            {
+                "index": 1,
+                "message": {"role": "assistant", "content": "B"},
+                "finish_reason": "stop",
+                "logprobs": None,
+            },
+        ],
+    }
+    server.enqueue(Reply(body_200=json_bytes(body), headers={"content-type": "application/json"}))
+    stream_events = [_chunk(0, "A1"), _chunk(1, "B1"), _chunk(0, " A2"), _chunk(1, " B2")]
+    stream_events += [_chunk(0, finish="stop"), _chunk(1, finish="stop")]
+    server.enqueue(Reply(body_200=_sse(*stream_events)))
+    async with AsyncClient(config(server), env=KEY) as client:
+        resp = await client.chat.completions.create(
+            model=MODEL, messages=HELLO, n=2, logprobs=True, top_logprobs=1
+        )
+        stream = await client.chat.completions.create(model=MODEL, messages=HELLO, n=2, stream=True)
+        by_choice: dict[int, str] = {}
+        async for chunk in stream:
+            for choice in chunk.choices:
+                by_choice[choice.index] = by_choice.get(choice.index, "") + (
+                    choice.delta.content or ""
+                )
+        final = stream.get_final_completion()
+    assert [c.message.content for c in resp.choices] == ["A", "B"]
+    logprobs = resp.choices[0].logprobs
+    assert logprobs is not None and logprobs.content is not None
+    assert logprobs.content[0].logprob == -0.1  # objects, as the SDK's
+    assert logprobs.content[0].top_logprobs[0].token == "B"
+    assert by_choice == {0: "A1 A2", 1: "B1 B2"}
+    assert [(c.index, c.message.content) for c in final.choices] == [(0, "A1 A2"), (1, "B1 B2")]

@@ -6,18 +6,28 @@ built from that function's parameter schema and returning it as a tool call (rea
 ``llama_cpp/llama_chat_format.py``, 0.3.36, ``chat_formatter_to_chat_completion_handler``);
 ``json_object`` gets a JSON grammar, and llama-cpp-python's ``schema`` extension to it a
 grammar from a schema. The schemas here use enums so that a 270M model's answer is short.
+
+String ``tool_choice`` values are another matter (measured 2026-12-02, same server and model):
+with ``alpaca`` the server ignores ``"auto"``, ``"required"`` and ``"none"`` alike and never
+shows the tools to the model, so the answer is text. genrouter therefore sends ``"required"``
+with one tool as that tool's named choice (a real call comes back), and turns a text answer
+to ``"required"`` with several tools into a typed error (the route's next candidate would get
+it). ``"none"`` is honoured by construction; ``"auto"`` answers text here.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
+import httpx2
 import pytest
 from openai.types.chat import ChatCompletionNamedToolChoiceParam, ChatCompletionToolParam
 
 from genrouter import AsyncClient
-from tests.real_servers import LlamaServer
+from genrouter.errors import AllCandidatesFailedError, StructuredOutputError
+from tests.real_servers import LlamaServer, start_llama_server
 
 pytestmark = pytest.mark.slow
 
@@ -34,13 +44,25 @@ WEATHER: ChatCompletionToolParam = {
         },
     },
 }
+TIME: ChatCompletionToolParam = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "description": "Local time in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "enum": CITIES}},
+            "required": ["city"],
+        },
+    },
+}
 FORCED: ChatCompletionNamedToolChoiceParam = {
     "type": "function",
     "function": {"name": "get_weather"},
 }
 
 
-def real_client(server: LlamaServer) -> AsyncClient:
+def real_client(server: LlamaServer, http: httpx2.AsyncClient | None = None) -> AsyncClient:
     """A client for the real server's one model, its capabilities declared."""
     return AsyncClient(
         {
@@ -58,6 +80,7 @@ def real_client(server: LlamaServer) -> AsyncClient:
             "routes": {"default": {"candidates": ["llama/gemma"]}},
         },
         env={},
+        http_client=http,
     )
 
 
@@ -130,3 +153,103 @@ async def test_json_object_on_the_real_server(llama_server: LlamaServer) -> None
     content = resp.choices[0].message.content
     assert content is not None
     assert json.loads(content)["answer"] in ("yes", "no")
+
+
+class Recorder:
+    """An HTTP client that keeps the JSON bodies genrouter sends."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.http = httpx2.AsyncClient(event_hooks={"request": [self._keep]})
+
+    async def _keep(self, request: httpx2.Request) -> None:
+        self.bodies.append(json.loads(request.content))
+
+
+ASK: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+async def _answer(client: AsyncClient, stream: bool, **params: Any) -> Any:
+    """The whole answer, streamed or not (``max_tokens`` kept small: the model is slow here)."""
+    params = {"model": "llama/gemma", "messages": ASK, "max_tokens": 12, "temperature": 0, **params}
+    if not stream:
+        return await client.chat.completions.create(**params)
+    chunks = await client.chat.completions.create(stream=True, **params)
+    async for _chunk in chunks:
+        pass
+    return chunks.get_final_completion()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+async def test_none_and_auto_answer_text_on_the_real_server(
+    llama_server: LlamaServer, stream: bool
+) -> None:
+    recorder = Recorder()
+    async with real_client(llama_server, recorder.http) as client:
+        for choice in ("none", "auto"):
+            resp = await _answer(client, stream, tools=[WEATHER, TIME], tool_choice=choice)
+            message = resp.choices[0].message
+            # "none": honoured. "auto": the alpaca format never shows the tools, so text.
+            assert message.tool_calls is None
+            assert resp.choices[0].finish_reason in ("stop", "length")
+    await recorder.http.aclose()
+    assert [b["tool_choice"] for b in recorder.bodies] == ["none", "auto"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+async def test_required_with_one_tool_is_a_real_call_on_the_real_server(
+    llama_server: LlamaServer, stream: bool
+) -> None:
+    recorder = Recorder()
+    async with real_client(llama_server, recorder.http) as client:
+        resp = await _answer(client, stream, tools=[WEATHER], tool_choice="required", max_tokens=32)
+    await recorder.http.aclose()
+    assert recorder.bodies[0]["tool_choice"] == FORCED  # sent as the one tool's named choice
+    calls = resp.choices[0].message.tool_calls
+    assert calls is not None and calls[0].function.name == "get_weather"
+    assert json.loads(calls[0].function.arguments)["city"] in CITIES
+    notes = resp.route.notes
+    assert any("sent as the named function 'get_weather'" in note for note in notes)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+async def test_required_with_several_tools_is_a_typed_error_on_the_real_server(
+    llama_server: LlamaServer, stream: bool
+) -> None:
+    async with real_client(llama_server) as client:
+        with pytest.raises(AllCandidatesFailedError) as caught:
+            await _answer(client, stream, tools=[WEATHER, TIME], tool_choice="required")
+    assert caught.group_contains(StructuredOutputError, match="obliges a tool call")
+
+
+@pytest.fixture(scope="module")
+def function_calling_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """The same model behind ``--chat_format chatml-function-calling``."""
+    server = start_llama_server(
+        tmp_path_factory.mktemp("llama-fc"), chat_format="chatml-function-calling"
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_chatml_function_calling_server_fails_required_typed(
+    function_calling_server: LlamaServer,
+) -> None:
+    # This format fails "required" itself: HTTP 500 (an assertion in llama-cpp-python), or a
+    # streamed 200 with an empty body. Both are typed errors; with one tool the named choice
+    # genrouter sends instead works.
+    from genrouter.errors import ResponseFormatError, ServerError
+
+    async with real_client(function_calling_server) as client:
+        one = await _answer(client, False, tools=[WEATHER], tool_choice="required", max_tokens=32)
+        with pytest.raises(AllCandidatesFailedError) as complete:
+            await _answer(client, False, tools=[WEATHER, TIME], tool_choice="required")
+        # Last: once, in a full-suite run, the server reset the next connection after this.
+        with pytest.raises(AllCandidatesFailedError) as streamed:
+            await _answer(client, True, tools=[WEATHER, TIME], tool_choice="required")
+    assert complete.group_contains(ServerError)
+    assert streamed.group_contains(ResponseFormatError, match="empty")
+    calls = one.choices[0].message.tool_calls
+    assert calls is not None and calls[0].function.name == "get_weather"

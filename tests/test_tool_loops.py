@@ -195,3 +195,127 @@ def test_sync_tool_loop(server: FakeLLMServer) -> None:
         final = client.chat.completions.create(model="default", messages=messages, tools=TOOLS)
     assert final.choices[0].message.content == "Sunny in Paris at noon."
     check_second_request(server, ["call_0", "call_1"], "openai")
+
+
+# -- tool_choice where the vendor takes fewer forms than OpenAI ------------------------------
+
+ONE_TOOL = TOOLS[:1]
+NAMED: Any = {"type": "function", "function": {"name": "get_weather"}}
+ASK_OSLO: list[Any] = [{"role": "user", "content": "Weather in Oslo?"}]
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+async def test_required_with_one_tool_is_sent_as_that_tool_where_the_dialect_says(
+    server: FakeLLMServer, kind: str
+) -> None:
+    model, wire_model = KINDS[kind]
+    server.enqueue(Reply.tool_call("get_weather", {"city": "Oslo"}), model=wire_model)
+    async with AsyncClient(config(server), env=KEYS) as client:
+        resp = await client.chat.completions.create(
+            model=model, messages=ASK_OSLO, tools=ONE_TOOL, tool_choice="required"
+        )
+    sent = server.requests[0].body["tool_choice"]
+    assert resp.route is not None
+    if kind == "openai":  # OpenAI honours "required" itself
+        assert sent == "required" and resp.route.notes == []
+    else:
+        assert sent == NAMED
+        assert any("sent as the named function 'get_weather'" in n for n in resp.route.notes)
+
+
+async def test_dashscope_thinking_refuses_forced_choices_before_sending(
+    server: FakeLLMServer,
+) -> None:
+    from genrouter.errors import AllCandidatesFailedError, UnsupportedInputError
+
+    cfg = config(server)
+    cfg["models"]["dashscope/qwen3-thinker"] = {**CAPABLE, "reasoning": True}
+    async with AsyncClient(cfg, env=KEYS) as client:
+        extra: Any
+        choice: Any
+        for model, extra in (
+            ("dashscope/qwen3-thinker", {}),
+            ("dashscope/qwen-max", {"extra_body": {"enable_thinking": True}}),
+            ("dashscope/qwen-max", {"provider_options": {"dashscope": {"enable_thinking": True}}}),
+        ):
+            for choice in ("required", NAMED):
+                with pytest.raises(AllCandidatesFailedError) as caught:
+                    await client.chat.completions.create(
+                        model=model, messages=ASK_OSLO, tools=TOOLS, tool_choice=choice, **extra
+                    )
+                assert caught.group_contains(UnsupportedInputError, match="thinking mode")
+                assert caught.group_contains(UnsupportedInputError, match="enable_thinking")
+        assert server.requests == []  # refused before any I/O
+        # "auto" and "none" go, and so does a forced choice with thinking turned off.
+        for choice, extra in (
+            ("auto", {}),
+            ("none", {}),
+            (NAMED, {"provider_options": {"dashscope": {"enable_thinking": False}}}),
+        ):
+            server.enqueue(Reply.tool_call("get_weather", {"city": "Oslo"}), model="qwen3-thinker")
+            await client.chat.completions.create(
+                model="dashscope/qwen3-thinker",
+                messages=ASK_OSLO,
+                tools=TOOLS,
+                tool_choice=choice,
+                **extra,
+            )
+            assert server.requests[-1].body["tool_choice"] == choice
+
+
+async def test_a_refused_thinking_candidate_hands_over_to_the_next(server: FakeLLMServer) -> None:
+    cfg = config(server)
+    cfg["models"]["dashscope/qwen3-thinker"] = {**CAPABLE, "reasoning": True}
+    cfg["routes"] = {"tools": {"candidates": ["dashscope/qwen3-thinker", "openai/gpt-4o-mini"]}}
+    server.enqueue(Reply.tool_call("get_weather", {"city": "Oslo"}), model="gpt-4o-mini")
+    async with AsyncClient(cfg, env=KEYS) as client:
+        resp = await client.chat.completions.create(
+            model="tools", messages=ASK_OSLO, tools=TOOLS, tool_choice="required"
+        )
+    assert resp.route is not None and resp.route.model == "openai/gpt-4o-mini"
+    assert resp.route.attempts[0].error_type == "UnsupportedInputError"
+    assert [r.body["model"] for r in server.requests] == ["gpt-4o-mini"]
+
+
+async def test_a_server_that_ignores_required_fails_over(server: FakeLLMServer) -> None:
+    # llama.cpp's server answers text to "required" with several tools (see
+    # tests/test_real_llama_tools.py); genrouter hands the request to the next candidate.
+    from genrouter.errors import AllCandidatesFailedError, StructuredOutputError
+
+    cfg = config(server)
+    cfg["routes"] = {"tools": {"candidates": ["compat/m1", "openai/gpt-4o-mini"]}}
+    server.enqueue(Reply.text("It is sunny."), model="m1")
+    server.enqueue(Reply.tool_call("get_weather", {"city": "Oslo"}), model="gpt-4o-mini")
+    async with AsyncClient(cfg, env=KEYS) as client:
+        resp = await client.chat.completions.create(
+            model="tools", messages=ASK_OSLO, tools=TOOLS, tool_choice="required"
+        )
+        assert resp.route is not None and resp.route.model == "openai/gpt-4o-mini"
+        assert resp.route.attempts[0].error_type == "StructuredOutputError"
+        assert resp.choices[0].message.tool_calls is not None
+        # Alone on its route, the text answer is a typed error, not a silent success.
+        server.enqueue(Reply.text("It is sunny."), model="m1")
+        with pytest.raises(AllCandidatesFailedError) as caught:
+            await client.chat.completions.create(
+                model="compat/m1", messages=ASK_OSLO, tools=TOOLS, tool_choice="required"
+            )
+    assert caught.group_contains(StructuredOutputError, match="obliges a tool call")
+
+
+async def test_a_stream_that_ignores_required_fails_over_before_any_text(
+    server: FakeLLMServer,
+) -> None:
+    cfg = config(server)
+    cfg["routes"] = {"tools": {"candidates": ["compat/m1", "openai/gpt-4o-mini"]}}
+    server.enqueue(Reply.text("It is sunny in Oslo today."), model="m1")
+    server.enqueue(Reply.tool_call("get_weather", {"city": "Oslo"}), model="gpt-4o-mini")
+    async with AsyncClient(cfg, env=KEYS) as client:
+        stream = await client.chat.completions.create(
+            model="tools", messages=ASK_OSLO, tools=TOOLS, tool_choice="required", stream=True
+        )
+        texts = [c.choices[0].delta.content async for c in stream if c.choices]
+        final = stream.get_final_completion()
+    assert not any(texts)  # the ignoring server's text never reached the caller
+    assert final.choices[0].message.tool_calls is not None
+    assert stream.route.model == "openai/gpt-4o-mini"
+    assert stream.route.attempts[0].error_type == "StructuredOutputError"

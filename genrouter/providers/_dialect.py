@@ -29,12 +29,15 @@ class WireDialect:
     ``tool_calls``. ``tool_call_content``: the ``content`` written on a tool-call turn that has
     none (``None``: leave the key out). ``reasoning_history``: whether earlier turns'
     ``reasoning_content`` goes back (``"reasoning_models"``: for models marked ``reasoning``).
+    ``required_as_named``: whether ``tool_choice="required"`` with exactly one tool is sent
+    as that tool's named choice (see :mod:`genrouter.providers._tool_choice`).
     """
 
     platform_params: frozenset[str]
     assistant_fields: frozenset[str]
     tool_call_content: str | None
     reasoning_history: Literal["never", "reasoning_models"] = "never"
+    required_as_named: bool = False
 
     def assistant_turn(self, message: AssistantMessage, spec: ModelSpec) -> dict[str, Any]:
         """An earlier assistant turn as this vendor takes it back."""
@@ -79,6 +82,8 @@ COMPATIBLE = WireDialect(
     platform_params=frozenset(),
     assistant_fields=frozenset({"name"}),
     tool_call_content="",
+    # llama.cpp's server ignores "required" (or fails on it) but honours a named choice.
+    required_as_named=True,
 )
 
 #: DashScope's compatible mode. It rejects a tool-call turn without a ``content`` key
@@ -92,4 +97,8 @@ DASHSCOPE = WireDialect(
     assistant_fields=frozenset({"name", "partial"}),
     tool_call_content="",
     reasoning_history="reasoning_models",
+    # Model Studio documents "required"; agentscope, Alibaba's own framework, still calls it
+    # unsupported by the DashScope API (see genrouter.providers.dashscope): a named choice is
+    # accepted by both readings.
+    required_as_named=True,
 )

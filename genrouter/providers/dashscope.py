@@ -58,6 +58,7 @@ from genrouter.errors import (
     ProviderError,
     RateLimitError,
     ServerError,
+    UnsupportedInputError,
     redact,
 )
 from genrouter.media import is_local_source, is_oss_url, resolve_image_source
@@ -70,6 +71,7 @@ from genrouter.providers._errors_http import (
     should_retry_header,
     status_in_payload,
 )
+from genrouter.providers._tool_choice import forced_tool_choice
 from genrouter.providers.openai_compat import OpenAICompatibleProvider
 
 if TYPE_CHECKING:
@@ -347,6 +349,7 @@ class DashScopeProvider(OpenAICompatibleProvider):
         super().check_input(call)
         options = call.request.provider_options.get(self.kind)
         parse_options(options)  # fail before any file is read
+        _check_tool_choice(call)
         if self._config.use_sdk and _has_oss_media(call):
             raise MediaError(
                 "oss:// media needs the X-DashScope-OssResourceResolve header, which genrouter "
@@ -435,6 +438,55 @@ class DashScopeProvider(OpenAICompatibleProvider):
             region=self._region,
             base_url=self._base_url,
             secrets=self._secrets(),
+        )
+
+
+# tool_choice in compatible mode. Model Studio's function-calling guide lists "auto", "none",
+# "required" and {"type": "function", "function": {"name": ...}} (quoted in spring-ai-alibaba's
+# DashScope sample; help.aliyun.com/zh/model-studio/qwen-function-calling, stored copies read
+# 2026-12-02). agentscope (Alibaba's agent framework, native API) still converts "required" to
+# "auto" as "not supported by DashScope API" (agentscope#950, 2025-12-04), so genrouter sends
+# "required" with one tool as that tool's named choice (see providers/_dialect.py); with
+# several it goes as it is, unverified against a live endpoint. In thinking mode DashScope
+# refuses both forced forms: "The tool_choice parameter does not support being set to required
+# or object in thinking mode" (reported in agentscope-java#1877, 2026-06-23; a named choice
+# with thinking on fails too, agentscope#1608, 2026-09-07).
+_FORCED_IN_THINKING: Final = (
+    "DashScope refuses tool_choice={choice!r} in thinking mode ({model} thinks{why}); use "
+    'tool_choice="auto", or turn thinking off with provider_options={{"dashscope": '
+    '{{"enable_thinking": False}}}}'
+)
+
+
+def _thinks(call: ProviderCall) -> tuple[bool, str]:
+    """Whether *call* runs in thinking mode, and why: the caller's ``enable_thinking`` (in
+    ``provider_options`` or ``extra_body``), else the catalog's ``reasoning`` mark (a model
+    marked so is taken to think by default; unverified per model)."""
+    request = call.request
+    for source, where in (
+        (request.extra_body or {}, "extra_body"),
+        (request.provider_options.get("dashscope") or {}, "provider_options"),
+    ):
+        value = source.get("enable_thinking")
+        if value is not None:
+            return bool(value), f": enable_thinking=True in {where}"
+    return call.model.reasoning, " by default (reasoning = true in its catalog entry)"
+
+
+def _check_tool_choice(call: ProviderCall) -> None:
+    """Refuse, before sending, a forced ``tool_choice`` that DashScope refuses in thinking mode.
+
+    An :class:`UnsupportedInputError`: routing moves on to the route's next candidate.
+    """
+    if not forced_tool_choice(call.request):
+        return
+    thinks, why = _thinks(call)
+    if thinks:
+        raise UnsupportedInputError(
+            _FORCED_IN_THINKING.format(
+                choice=call.request.tool_choice, model=call.model.id, why=why
+            ),
+            param="tool_choice",
         )
 
 

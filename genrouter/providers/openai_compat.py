@@ -71,6 +71,11 @@ from genrouter.providers._errors_http import (
     error_from_transport,
 )
 from genrouter.providers._sse import SSEDecoder, SSEFormatError
+from genrouter.providers._tool_choice import (
+    check_forced_call,
+    check_forced_stream,
+    named_for_required,
+)
 from genrouter.providers.base import ProviderCall
 from genrouter.request import OPENAI_ONLY_PARAMS, OPENAI_PARAMS
 from genrouter.routing.policy import POOL_TIMEOUT
@@ -261,6 +266,8 @@ class OpenAICompatibleProvider:
         caller = self._accepted(request.wire_params(), call)
         defaults = {k: v for k, v in spec.defaults.items() if k in _WIRE_PARAMS}
         params = {**defaults, **caller}
+        if "tool_choice" in params and self.dialect.required_as_named:
+            params["tool_choice"] = named_for_required(params["tool_choice"], call)
         limit = request.output_limit
         if limit is None:
             limit = defaults.get("max_completion_tokens") or defaults.get("max_tokens")
@@ -461,7 +468,7 @@ class OpenAICompatibleProvider:
         body, key = await self._prepare(call, stream=False)
         if self._config.use_sdk:
             content = await self._sdk_transport(key).complete(self, call, body, self._timeout(call))
-            return self.parse_completion(content, call)
+            return check_forced_call(self.parse_completion(content, call), call)
         try:
             response = await self._http.send(self._request(body, key, call))
         except httpx2.TransportError as exc:
@@ -470,7 +477,7 @@ class OpenAICompatibleProvider:
             raise self._format_error("response body", exc, call, b"") from exc
         if response.status_code >= 300:
             raise self._status_error(response, call)
-        return self.parse_completion(response.content, call)
+        return check_forced_call(self.parse_completion(response.content, call), call)
 
     def parse_completion(self, content: bytes, call: ProviderCall) -> ChatCompletion:
         """Validate a non-streamed answer; an ``{"error": ...}`` body raises its typed error."""
@@ -496,7 +503,7 @@ class OpenAICompatibleProvider:
             async with self._sdk_transport(key).open_stream(
                 self, call, body, self._timeout(call)
             ) as response:
-                async for chunk in self.iter_chunks(response, call):
+                async for chunk in check_forced_stream(self.iter_chunks(response, call), call):
                     yield chunk
             return
         try:
@@ -514,7 +521,7 @@ class OpenAICompatibleProvider:
                 except httpx2.DecodingError as exc:
                     raise self._format_error("error body", exc, call, b"") from exc
                 raise self._status_error(response, call)
-            async for chunk in self.iter_chunks(response, call):
+            async for chunk in check_forced_stream(self.iter_chunks(response, call), call):
                 yield chunk
         finally:
             await response.aclose()
