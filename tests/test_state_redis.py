@@ -352,3 +352,57 @@ async def test_a_hung_redis_never_stalls_the_event_loop_and_falls_back_once(
     stalls = [r for r in caplog.records if r.name == "asyncio" and "took" in r.getMessage()]
     assert stalls == []
     assert len([r for r in caplog.records if "unavailable" in r.getMessage()]) == 1
+
+
+async def test_latency_estimates_are_shared_with_processes_that_never_called_the_model(
+    redis_server: RedisServer,
+) -> None:
+    async with FakeLLMServer() as slow:
+        slow.enqueue(Reply.text("hello there", delay_first_token_s=0.4))
+        config = {
+            "providers": {"slow": {"type": "openai_compatible", "base_url": slow.openai_base_url}},
+            "models": {"slow/m": {"context_window": 8000}},
+            "routes": {"default": {"candidates": ["slow/m"]}},
+            "state": state(redis_server, cache_s=0.1),
+        }
+        alone = {k: v for k, v in config.items() if k != "state"}
+        async with (
+            AsyncClient(config, env={}) as caller,
+            AsyncClient(config, env={}) as other,
+            AsyncClient(alone, env={}) as unshared,
+        ):
+            stream = await caller.chat.completions.create(model="slow/m", messages=HI, stream=True)
+            async with stream:
+                _ = [chunk async for chunk in stream]
+            seen = caller.health.stats("slow/m").ttft_ms
+            assert seen is not None and seen >= 400
+
+            def estimate(client: AsyncClient) -> float:
+                decision = client.route(model="slow/m", messages=HI)
+                latency = decision.candidates[0].estimated_latency_ms
+                assert latency is not None
+                return latency
+
+            # The first plan of a model runs on a worker thread, as here: it reads Redis.
+            prior = await asyncio.to_thread(estimate, unshared)
+            shared = await asyncio.to_thread(estimate, other)
+            assert "slow/m" not in other.health.latency  # never called by this client
+            merged = other.health.observed("slow/m")
+            assert merged is not None and merged.ttft_ms == pytest.approx(seen, rel=0.01)
+            assert shared >= 400 > prior or abs(shared - prior) > 100
+
+            # Another observation (a fast one, from the other client) is merged with decay:
+            # the caller sees the blend through its cache within a few hundred ms.
+            slow.enqueue(Reply.text("quick"))
+            stream = await other.chat.completions.create(model="slow/m", messages=HI, stream=True)
+            async with stream:
+                _ = [chunk async for chunk in stream]
+            deadline = time.monotonic() + 5.0
+            blended = caller.health.observed("slow/m")
+            while time.monotonic() < deadline:
+                blended = caller.health.observed("slow/m")
+                if blended is not None and blended.samples >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert blended is not None and blended.samples >= 2
+            assert blended.ttft_ms is not None and 0 < blended.ttft_ms < seen
