@@ -248,6 +248,7 @@ class RedisBackend:
         self._down_until = 0.0
         self._down_logged = False
         self._budget = _Lease(f"lease:{uuid.uuid4().hex}")
+        self._waits = 0  # how often a caller waited for Redis (bench/state.py reports it)
 
     def __repr__(self) -> str:
         return f"RedisBackend({self._where!r}, namespace={self._ns!r})"
@@ -315,6 +316,7 @@ class RedisBackend:
         """The job's answer, or ``None`` when it has none within the bound (decide locally)."""
         if future is None:
             return None
+        self._waits += 1
         try:
             return future.result(timeout=self._bound_s)
         except TimeoutError:
