@@ -36,19 +36,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, InvalidStateError
-from dataclasses import dataclass
+from concurrent.futures import Future
 from typing import Any
-
-import redis
-import redis.asyncio as aredis
-from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError
-from redis.retry import Retry
 
 from genrouter.config import StateConfig, redact_url
 from genrouter.state import CircuitFacts, LatencyFacts
-from genrouter.state._scripts import BUDGET, CLAIM, FAILURE, LATENCY
+from genrouter.state._lease import KEEP_S, LEASE_CALLS, LEASE_SHARE, Lease
+from genrouter.state._redis_io import Build, IOThread, Job, Parse
 
 __all__ = ["RedisBackend"]
 
@@ -58,16 +52,8 @@ _TRIP_TTL_S = 3600.0  # a tripped breaker nobody probes is forgotten after this
 _LATENCY_TTL_S = 3600.0
 _LATENCY_TAU_S = 300.0  # an estimate this old weighs 1/e of a fresh one
 _ALPHA = 0.3
-_KEEP_S = 5.0  # a fact not read for this long is no longer polled
 _STALE_S = 1.0  # on the loop, a polled fact this much past cache_s is still used
-_FLUSH_S = 0.05  # spend is sent at most this often (a crash loses at most this much)
-_LEASE_CALLS = 32.0  # a lease asks for this many calls' worth...
-_LEASE_SHARE = 0.125  # ...but at most this share of the money free at the time
-_LEASE_IDLE_S = 2.0  # an unused lease is given back after this
 _MAX_KEYS = 4096
-
-Build = Callable[[Any], None]
-Parse = Callable[[list[Any]], Any]
 
 
 def _ms(seconds: float) -> int:
@@ -83,149 +69,6 @@ def _on_loop() -> bool:
     return True
 
 
-@dataclass(slots=True, eq=False)
-class _Job:
-    build: Build  # adds its commands to the batch's pipeline (on the I/O thread)
-    parse: Parse  # their replies -> the job's answer (on the I/O thread)
-    future: Future[Any]
-    failed: Callable[[], None] | None = None  # the batch failed: undo what build took
-    abandoned: Callable[[Any], None] | None = None  # nobody waits any more: undo the answer
-
-
-class _IOThread:
-    """A thread running an event loop with the asyncio Redis client and one job queue."""
-
-    def __init__(self, backend: RedisBackend) -> None:
-        self.backend = backend
-        self.loop = asyncio.new_event_loop()
-        self.pid = os.getpid()
-        self.queue: asyncio.Queue[_Job | None] = asyncio.Queue()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._main, name="genrouter-redis", daemon=True)
-        self.thread.start()
-        self.ready.wait(5.0)
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._serve())
-        self.loop.close()
-
-    async def _serve(self) -> None:
-        backend = self.backend
-        config = backend._config
-        assert config.url is not None
-        client = aredis.Redis.from_url(
-            config.url,
-            socket_timeout=config.timeout_s,
-            socket_connect_timeout=config.timeout_s,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
-        scripts = [client.register_script(s) for s in (FAILURE, CLAIM, BUDGET, LATENCY)]
-        backend._shas = [s.sha for s in scripts]
-        ticker = asyncio.ensure_future(self._tick())
-        self.ready.set()
-        loaded = False
-        try:
-            while True:
-                job = await self.queue.get()
-                if job is None:
-                    break
-                jobs = [job]
-                stop = False
-                while not self.queue.empty():
-                    more = self.queue.get_nowait()
-                    if more is None:
-                        stop = True
-                        break
-                    jobs.append(more)
-                if not loaded and not backend._down():
-                    loaded = await self._load(client, scripts)
-                loaded = await self._execute(client, jobs) and loaded
-                if stop:
-                    break
-        finally:
-            ticker.cancel()
-            await client.aclose()
-
-    async def _load(self, client: aredis.Redis, scripts: list[Any]) -> bool:
-        try:
-            pipe = client.pipeline(transaction=False)
-            for script in scripts:
-                pipe.script_load(script.script)
-            await asyncio.wait_for(pipe.execute(), self.backend._bound_s)
-        except (TimeoutError, redis.RedisError, OSError) as exc:
-            self.backend._mark_down(exc)
-            return False
-        return True
-
-    async def _execute(self, client: aredis.Redis, jobs: list[_Job]) -> bool:
-        """Run *jobs* as one pipeline; ``False`` when a script was missing (reload them)."""
-        backend = self.backend
-        if backend._down():
-            for job in jobs:
-                _resolve(job, None)
-            return True
-        pipe = client.pipeline(transaction=False)
-        spans = []
-        for job in jobs:
-            start = len(pipe)
-            job.build(pipe)
-            spans.append((start, len(pipe)))
-        try:
-            replies = await asyncio.wait_for(pipe.execute(raise_on_error=False), backend._bound_s)
-        except (TimeoutError, redis.RedisError, OSError) as exc:
-            backend._mark_down(exc)
-            for job in jobs:
-                if job.failed is not None:
-                    job.failed()
-                _resolve(job, None)
-            return True
-        backend._mark_up()
-        scripts_ok = True
-        for job, (start, end) in zip(jobs, spans, strict=True):
-            part = replies[start:end]
-            bad = [r for r in part if isinstance(r, Exception)]
-            if bad:
-                scripts_ok = scripts_ok and not any(isinstance(r, NoScriptError) for r in bad)
-                if job.failed is not None:
-                    job.failed()
-                _resolve(job, None)
-            else:
-                _resolve(job, job.parse(part))
-        return scripts_ok
-
-    async def _tick(self) -> None:
-        interval = max(min(self.backend._config.cache_s / 2, _FLUSH_S), 0.01)
-        while True:
-            await asyncio.sleep(interval)
-            for job in self.backend._housekeeping():
-                self.queue.put_nowait(job)
-
-    def submit(self, job: _Job) -> None:
-        if threading.get_ident() == self.thread.ident:
-            self.queue.put_nowait(job)
-        else:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, job)
-
-    def stop(self, timeout_s: float) -> None:
-        if self.loop.is_closed():
-            return
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, None)
-        except RuntimeError:  # the loop closed meanwhile
-            return
-        self.thread.join(timeout_s)
-
-
-def _resolve(job: _Job, value: Any) -> None:
-    try:
-        job.future.set_result(value)
-    except InvalidStateError:  # the waiter gave up (cancelled the future)
-        if job.abandoned is not None and value is not None:
-            job.abandoned(value)
-
-
 class RedisBackend:
     """:class:`~genrouter.state.StateBackend` on Redis, with a local read cache and a
     bounded fallback to local state when Redis is slow or down."""
@@ -236,7 +79,7 @@ class RedisBackend:
         self._where = redact_url(config.url)
         self._ns = config.namespace
         self._bound_s = config.timeout_s * 4 + 0.05  # the longest any Redis step may take
-        self._io: _IOThread | None = None
+        self._io: IOThread | None = None
         self._shas: list[str] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -247,7 +90,7 @@ class RedisBackend:
         self._latency_sent: dict[str, float] = {}
         self._down_until = 0.0
         self._down_logged = False
-        self._budget = _Lease(f"lease:{uuid.uuid4().hex}")
+        self._budget = Lease(f"lease:{uuid.uuid4().hex}")
         self._waits = 0  # how often a caller waited for Redis (bench/state.py reports it)
 
     def __repr__(self) -> str:
@@ -288,13 +131,13 @@ class RedisBackend:
                     self._down_until = 0.0
                     logger.info("genrouter: shared state at %s reachable again", self._where)
 
-    def _ensure_io(self) -> _IOThread:
+    def _ensure_io(self) -> IOThread:
         io = self._io
         if io is None or io.pid != os.getpid():  # none yet, or this is a forked child
             with self._lock:
                 io = self._io
                 if io is None or io.pid != os.getpid():
-                    io = self._io = _IOThread(self)
+                    io = self._io = IOThread(self)
         return io
 
     def _submit(
@@ -309,7 +152,7 @@ class RedisBackend:
         if self._closed or self._down():
             return None
         future: Future[Any] = Future()
-        self._ensure_io().submit(_Job(build, parse, future, failed, abandoned))
+        self._ensure_io().submit(Job(build, parse, future, failed, abandoned))
         return future
 
     def _wait(self, future: Future[Any] | None) -> Any:
@@ -363,14 +206,14 @@ class RedisBackend:
             self._submit(build, self._store(key, parse))
         return None
 
-    def _housekeeping(self) -> list[_Job]:
+    def _housekeeping(self) -> list[Job]:
         """The I/O thread's periodic jobs: re-read facts in use, and the budget lease's."""
-        jobs: list[_Job] = []
+        jobs: list[Job] = []
         if self._down():
             return jobs
         now = time.monotonic()
         due = now - self._config.cache_s / 2
-        keep = now - _KEEP_S
+        keep = now - KEEP_S
         builds: list[Build] = []
         parses: list[tuple[str, Parse, int]] = []
         for key, (wanted_at, build, parse) in list(self._wanted.items()):
@@ -386,7 +229,7 @@ class RedisBackend:
         jobs.extend(self._budget_housekeeping(now))
         return jobs
 
-    def _poll_job(self, builds: list[Build], parses: list[tuple[str, Parse, int]]) -> _Job:
+    def _poll_job(self, builds: list[Build], parses: list[tuple[str, Parse, int]]) -> Job:
         sizes: list[int] = []
 
         def build(pipe: Any) -> None:
@@ -404,7 +247,7 @@ class RedisBackend:
                 at += size
             return True
 
-        return _Job(build, parse, Future())
+        return Job(build, parse, Future())
 
     def note(self) -> str | None:
         if self._down_logged:
@@ -603,7 +446,7 @@ class RedisBackend:
                 up_to = max(want - lease.left, at_least) if want > 0 else at_least
                 limit, window = lease.limit_usd, lease.window_s
             args = [_ms(window), lease.id, repr(spend), repr(keep), repr(at_least), repr(up_to)]
-            args += [repr(limit), _ms(self._config.reservation_ttl_s), repr(_LEASE_SHARE)]
+            args += [repr(limit), _ms(self._config.reservation_ttl_s), repr(LEASE_SHARE)]
             self._script(pipe, 2, keys, args)
 
         def parse(replies: list[Any]) -> float:
@@ -618,7 +461,7 @@ class RedisBackend:
 
         return self._submit(build, parse, failed=failed)
 
-    def _budget_housekeeping(self, now: float) -> list[_Job]:
+    def _budget_housekeeping(self, now: float) -> list[Job]:
         lease = self._budget
         with self._lock:
             action = lease.due(now, self._config.cache_s, self._config.reservation_ttl_s)
@@ -641,7 +484,7 @@ class RedisBackend:
             if lease.take(rid, amount, time.monotonic()):
                 return True
         # Not enough leased: ask Redis for more now (the one budget step that waits).
-        wanted = amount * _LEASE_CALLS
+        wanted = amount * LEASE_CALLS
         granted = self._wait(self._budget_job(need=amount, want=wanted, give_back=False))
         if granted is None:
             return None
@@ -712,116 +555,3 @@ class RedisBackend:
             return dict(zip(flat[::2], flat[1::2], strict=True))
 
         self._submit(lambda pipe: self._script(pipe, 3, [key], args), self._store(key, parse))
-
-
-@dataclass(slots=True)
-class _Lease:
-    """This process's slice of the shared budget (guarded by the backend's lock).
-
-    ``left`` was granted and is not reserved by a call; ``held`` is reserved by calls in
-    flight; ``unsent`` was spent here and not yet added to Redis' total. On Redis the lease
-    is ``left + held`` (+ ``unsent`` until sent), so every process's spending stays inside
-    what Redis granted it.
-    """
-
-    id: str
-    left: float = 0.0
-    held: dict[str, float] | None = None
-    unsent: float = 0.0
-    sending: float = 0.0
-    limit_usd: float = 0.0
-    window_s: float = 1.0
-    alive_until: float = 0.0  # the lease exists on Redis until about then
-    synced_at: float = -math.inf
-    spent_r: float = 0.0  # Redis' spent total at the last sync
-    others_r: float = 0.0  # other processes' leases at the last sync
-    last_amount: float = 0.0
-    last_use: float = -math.inf
-    last_flush: float = -math.inf
-    totals_wanted: float = -math.inf
-    busy: bool = False  # a housekeeping job is in flight
-    refused_at: float = -math.inf  # when Redis last had not even `need` free
-
-    def _held(self) -> dict[str, float]:
-        if self.held is None:
-            self.held = {}
-        return self.held
-
-    def take(self, rid: str, amount: float, now: float) -> bool:
-        if now >= self.alive_until:
-            self.left = 0.0  # expired on Redis (or never granted): ask again
-        if amount > self.left:
-            return False
-        self.left -= amount
-        self._held()[rid] = amount
-        self.last_amount = max(amount, 1e-12)
-        self.last_use = now
-        return True
-
-    def spend(self, rid: str, cost: float) -> None:
-        amount = self._held().pop(rid, None)
-        if amount is not None:
-            # Clamped: a call that cost more than its estimate overdrew; the excess is
-            # counted as spent, and the lease cannot go below empty.
-            self.left = max(self.left + amount - max(cost, 0.0), 0.0)
-        self.unsent += max(cost, 0.0)
-
-    def take_spend(self) -> float:
-        spend, self.unsent = self.unsent, 0.0
-        self.sending += spend
-        return spend
-
-    def unsent_back(self, spend: float) -> None:
-        self.sending -= spend
-        self.unsent += spend
-
-    def keep(self) -> float:
-        return self.left + sum(self._held().values())
-
-    def settled(
-        self, spend: float, granted: float, spent: float, others: float, ttl: float
-    ) -> None:
-        now = time.monotonic()
-        self.sending -= spend
-        if granted > 0:
-            self.left += granted
-        elif granted < 0:
-            self.refused_at = now
-        self.spent_r, self.others_r, self.synced_at = spent, others, now
-        self.last_flush = now
-        self.alive_until = now + ttl * 0.9 if self.keep() > 0 or granted > 0 else 0.0
-
-    def totals(self, now: float, fresh_s: float, stale_s: float) -> tuple[float, float] | None:
-        if now - self.synced_at >= fresh_s + stale_s:
-            return None
-        spent = self.spent_r + self.unsent + self.sending
-        return spent, self.others_r + sum(self._held().values())
-
-    def due(self, now: float, cache_s: float, ttl: float) -> tuple[float, float, bool] | None:
-        """The housekeeping job due now, as ``(need, want, give_back)``, or ``None``."""
-        if self.busy:
-            return None
-        held = bool(self._held())
-        idle = now - self.last_use > _LEASE_IDLE_S
-        action: tuple[float, float, bool] | None = None
-        if self.left > 0 and not held and (idle or self.left < self.last_amount):
-            action = (0.0, 0.0, True)  # give back what this process no longer uses
-        elif (
-            not idle
-            and self.left < self.last_amount * _LEASE_CALLS / 4
-            and now - self.refused_at > _LEASE_IDLE_S
-        ):
-            # Top up ahead of need, so that calls rarely wait for a grant.
-            action = (self.last_amount, self.last_amount * _LEASE_CALLS, False)
-        elif self.unsent > 0 and now - self.last_flush >= _FLUSH_S:
-            action = (0.0, 0.0, False)
-        elif (self.left > 0 or held) and now - self.synced_at > ttl / 4:
-            action = (0.0, 0.0, False)  # keep the lease alive on Redis
-        elif now - self.totals_wanted < _KEEP_S and now - self.synced_at >= cache_s / 2:
-            action = (0.0, 0.0, False)  # routing reads the totals: keep them fresh
-        if action is not None:
-            self.busy = True
-        return action
-
-    def done_busy(self) -> None:
-        self.busy = False
