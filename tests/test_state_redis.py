@@ -406,3 +406,67 @@ async def test_latency_estimates_are_shared_with_processes_that_never_called_the
                 await asyncio.sleep(0.05)
             assert blended is not None and blended.samples >= 2
             assert blended.ttft_ms is not None and 0 < blended.ttft_ms < seen
+
+
+def test_budget_leases_never_overspend_and_unused_money_comes_back(
+    redis_server: RedisServer,
+) -> None:
+    config = StateConfig.model_validate(state(redis_server, cache_s=0.0))
+    first, second = RedisBackend(config), RedisBackend(config)
+    try:
+        # The first call leases a slice (here: an eighth of the free money), spends locally.
+        assert first.reserve("a1", 0.1, limit_usd=1.0, window_s=3600) is True
+        first.settle("a1", 0.1, window_s=3600)
+        assert second.reserve("b1", 0.8, limit_usd=1.0, window_s=3600) is True
+        # What the first still leases (and its unsent spend) is not the second's to take.
+        assert second.reserve("b2", 0.1, limit_usd=1.0, window_s=3600) is False
+        first.close()  # sends its spend and gives the rest of its lease back
+        assert second.reserve("b2", 0.1, limit_usd=1.0, window_s=3600) is True
+        second.settle("b1", 0.8, window_s=3600)
+        second.settle("b2", 0.1, window_s=3600)
+        second.flush()
+        spent, reserved = second.budget_totals(3600) or (-1.0, -1.0)
+        assert spent == pytest.approx(1.0) and reserved == 0.0
+        assert second.reserve("b3", 0.01, limit_usd=1.0, window_s=3600) is False
+    finally:
+        first.close()
+        second.close()
+
+
+def test_budget_leases_hold_the_limit_under_concurrent_processes(
+    redis_server: RedisServer,
+) -> None:
+    import random
+    import threading
+
+    config = StateConfig.model_validate(state(redis_server))
+    limit = 1.0
+    backends = [RedisBackend(config) for _ in range(4)]
+    held: list[float] = []
+    lock = threading.Lock()
+
+    def spend(backend: RedisBackend, seed: int) -> None:
+        rng = random.Random(seed)
+        for n in range(60):
+            amount = rng.uniform(0.005, 0.05)
+            rid = f"{seed}-{n}"
+            if backend.reserve(rid, amount, limit_usd=limit, window_s=3600):
+                with lock:
+                    held.append(amount)
+                backend.settle(rid, amount, window_s=3600)
+
+    threads = [threading.Thread(target=spend, args=(b, i)) for i, b in enumerate(backends)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        for backend in backends:
+            backend.flush()
+        spent = (backends[0].budget_totals(3600) or (-1.0, -1.0))[0]
+    finally:
+        for backend in backends:
+            backend.close()
+    assert sum(held) <= limit + 1e-6  # never overspent (but rounding), whatever the interleaving
+    assert sum(held) > limit * 0.8  # and the limit was used, not refused early
+    assert spent == pytest.approx(sum(held))

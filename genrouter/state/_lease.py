@@ -51,9 +51,9 @@ class Lease:
     def take(self, rid: str, amount: float, now: float) -> bool:
         if now >= self.alive_until:
             self.left = 0.0  # expired on Redis (or never granted): ask again
-        if amount > self.left:
+        if amount > self.left + 1e-9:  # the same nano-dollar of slack as the script
             return False
-        self.left -= amount
+        self.left = max(self.left - amount, 0.0)
         self._held()[rid] = amount
         self.last_amount = max(amount, 1e-12)
         self.last_use = now

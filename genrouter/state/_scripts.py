@@ -79,11 +79,12 @@ local up_to = tonumber(ARGV[6])
 local granted = 0
 if need > 0 or up_to > 0 then
   local free = tonumber(ARGV[7]) - spent - others - keep
-  if free < need then
+  -- A nano-dollar of slack, so that float rounding never refuses money that is there.
+  if free + 1e-9 < need then
     granted = -1
   else
     granted = math.max(math.min(up_to, free * tonumber(ARGV[9])), need)
-    granted = math.max(math.min(granted, free), 0)
+    granted = math.max(math.min(granted, math.max(free, need)), 0)
   end
 end
 local total = keep + math.max(granted, 0)
