@@ -59,9 +59,11 @@ def config(base_url: str, state: dict[str, Any] | None, *, budget: bool) -> dict
     return out
 
 
-async def bench(n: int, redis_url: str) -> list[tuple[str, float, float | None]]:
-    """Median ms per request of each case (and Redis waits per request), measured in small
-    interleaved batches so that drift on a noisy machine hits every case alike."""
+async def bench(n: int, redis_url: str) -> list[tuple[str, float, float, float, float | None]]:
+    """Per case: median wall ms per request, the median of its per-round ratio to the
+    in-memory case, CPU ms per request (every thread of this process: the Redis I/O thread
+    included) and Redis waits per request. Cases run in small interleaved batches, and each
+    round's ratio compares batches run back to back, so drift on a noisy machine cancels."""
     redis_state = {"backend": "redis", "url": redis_url, "namespace": "bench"}
     batch = 10
     async with FakeLLMServer() as server, contextlib.AsyncExitStack() as stack:
@@ -81,19 +83,24 @@ async def bench(n: int, redis_url: str) -> list[tuple[str, float, float | None]]
                 await client.chat.completions.create(model="default", messages=HI)
         waits_before = {name: _waits(client) for name, client in clients.items()}
         times: dict[str, list[float]] = {name: [] for name in cases}
+        cpu: dict[str, list[float]] = {name: [] for name in cases}
         rounds = max(n // batch, 1)
         for _ in range(rounds):
             for name, client in clients.items():
-                started = time.perf_counter()
+                started, started_cpu = time.perf_counter(), time.process_time()
                 for _ in range(batch):
                     await client.chat.completions.create(model="default", messages=HI)
+                cpu[name].append((time.process_time() - started_cpu) * 1000 / batch)
                 times[name].append((time.perf_counter() - started) * 1000 / batch)
         rows = []
         for name, client in clients.items():
+            ref = "memory + budget" if "budget" in name else "memory"
+            ratios = [a / b for a, b in zip(times[name], times[ref], strict=True)]
             waits = _waits(client)
             before = waits_before[name]
             per = None if waits is None or before is None else (waits - before) / (rounds * batch)
-            rows.append((name, statistics.median(times[name]), per))
+            wall = statistics.median(times[name])
+            rows.append((name, wall, statistics.median(ratios), statistics.mean(cpu[name]), per))
         return rows
 
 
@@ -102,41 +109,46 @@ def _waits(client: AsyncClient) -> int | None:
     return None if backend is None else int(getattr(backend, "_waits", 0))
 
 
-async def compare_clients(port: int, proc: subprocess.Popen[bytes]) -> None:
-    """Part 2: sync inline, sync on a thread, asyncio: per-call cost and loop stalls."""
+Call = Callable[[], Awaitable[Any]]
+
+
+def _ways(port: int, timeout_s: float, pool: concurrent.futures.Executor) -> dict[str, Call]:
+    """One Lua script call each way: sync inline, sync on a worker thread, redis.asyncio."""
     import redis
     import redis.asyncio as aredis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    script = "return redis.call('INCR', KEYS[1])"
     options: dict[str, Any] = {
-        "socket_timeout": 0.05,
-        "socket_connect_timeout": 0.05,
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
         "retry": Retry(NoBackoff(), 0),
         "health_check_interval": 0,
     }
-    sync_client = redis.Redis(port=port, **options)
-    async_client = aredis.Redis(port=port, **options)
-    sync_script = sync_client.register_script(script)
-    async_script = async_client.register_script(script)
-    pool = concurrent.futures.ThreadPoolExecutor(1)
-    loop = asyncio.get_running_loop()
+    script = "return redis.call('INCR', KEYS[1])"
+    sync_script = redis.Redis(port=port, **options).register_script(script)
+    async_script = aredis.Redis(port=port, **options).register_script(script)
 
     async def inline() -> Any:
         return sync_script(["k"])
 
     async def threaded() -> Any:
-        return await loop.run_in_executor(pool, lambda: sync_script(["k"]))
+        return await asyncio.get_running_loop().run_in_executor(pool, lambda: sync_script(["k"]))
 
     async def native() -> Any:
         return await async_script(["k"])
 
-    cases: dict[str, Callable[[], Awaitable[Any]]] = {
+    return {
         "sync client, inline": inline,
         "sync client, worker thread": threaded,
         "redis.asyncio": native,
     }
+
+
+async def compare_clients(port: int, proc: subprocess.Popen[bytes]) -> None:
+    """Part 2: per-call cost on loopback, and loop stalls while the server is hung."""
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    cases = _ways(port, 2.0, pool)  # loopback: a loaded machine must not time out
     for call in cases.values():
         for _ in range(200):
             await call()
@@ -147,9 +159,12 @@ async def compare_clients(port: int, proc: subprocess.Popen[bytes]) -> None:
             for _ in range(100):
                 await call()
             per_call[name].append((time.perf_counter() - started) * 1e4)  # us per call
+    hung = _ways(port, 0.05, pool)
+    for call in hung.values():
+        await call()  # connected before the server stops
     proc.send_signal(signal.SIGSTOP)
     try:
-        stalls = {name: await _loop_stalls(call) for name, call in cases.items()}
+        stalls = {name: await _loop_stalls(call) for name, call in hung.items()}
     finally:
         proc.send_signal(signal.SIGCONT)
     print(f"\n{'client':<28} {'us/call':>8} {'hung: longest stall':>20} {'all stalls':>11}")
@@ -157,8 +172,6 @@ async def compare_clients(port: int, proc: subprocess.Popen[bytes]) -> None:
         longest, total = stalls[name]
         median = statistics.median(per_call[name])
         print(f"{name:<28} {median:>8.0f} {longest:>17.0f} ms {total:>8.0f} ms")
-    sync_client.close()
-    await async_client.aclose()
     pool.shutdown()
 
 
@@ -202,12 +215,18 @@ def main() -> int:
         try:
             time.sleep(0.5)
             rows = asyncio.run(bench(args.n, f"redis://127.0.0.1:{port}/0"))
-            base = {name: ms for name, ms, _ in rows}
-            print(f"{'backend':<18} {'ms/request':>10} {'ratio':>6} {'Redis waits/request':>20}")
-            for name, ms, waits in rows:
-                ref = base["memory + budget" if "budget" in name else "memory"]
+            cpu_base = {name: cpu for name, _, _, cpu, _ in rows}
+            print(
+                f"{'backend':<16} {'ms/request':>10} {'ratio':>6} {'CPU ms/req':>10} "
+                f"{'CPU ratio':>9} {'Redis waits/req':>15}"
+            )
+            for name, ms, ratio, cpu, waits in rows:
+                ref = cpu_base["memory + budget" if "budget" in name else "memory"]
                 shown = "-" if waits is None else f"{waits:.3f}"
-                print(f"{name:<18} {ms:>10.3f} {ms / ref:>5.2f}x {shown:>20}")
+                print(
+                    f"{name:<16} {ms:>10.3f} {ratio:>5.2f}x {cpu:>10.3f} {cpu / ref:>8.2f}x "
+                    f"{shown:>15}"
+                )
             if args.clients:
                 asyncio.run(compare_clients(port, proc))
         finally:

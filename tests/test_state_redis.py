@@ -214,7 +214,9 @@ time.sleep(60)
 
 
 def test_a_crashed_process_reservation_expires(redis_server: RedisServer) -> None:
-    config = StateConfig.model_validate(state(redis_server, reservation_ttl_s=1.0, cache_s=0.0))
+    config = StateConfig.model_validate(
+        state(redis_server, reservation_ttl_s=1.0, cache_s=0.0, timeout_s=2.0)
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     holder = subprocess.Popen(
         [sys.executable, "-c", _HOLDER, config.model_dump_json()],
@@ -246,7 +248,7 @@ def test_a_crashed_process_reservation_expires(redis_server: RedisServer) -> Non
 def test_every_key_has_a_ttl(redis_server: RedisServer) -> None:
     import redis
 
-    config = StateConfig.model_validate(state(redis_server, cache_s=0.0))
+    config = StateConfig.model_validate(state(redis_server, cache_s=0.0, timeout_s=2.0))
     backend = RedisBackend(config)
     try:
         backend.circuit_failure("m", threshold=1, window_s=60, cooldown_s=5)
@@ -365,7 +367,7 @@ async def test_latency_estimates_are_shared_with_processes_that_never_called_the
             "providers": {"slow": {"type": "openai_compatible", "base_url": slow.openai_base_url}},
             "models": {"slow/m": {"context_window": 8000}},
             "routes": {"default": {"candidates": ["slow/m"]}},
-            "state": state(redis_server, cache_s=0.1),
+            "state": state(redis_server, cache_s=0.1, timeout_s=2.0),
         }
         alone = {k: v for k, v in config.items() if k != "state"}
         async with (
@@ -413,19 +415,19 @@ async def test_latency_estimates_are_shared_with_processes_that_never_called_the
 def test_budget_leases_never_overspend_and_unused_money_comes_back(
     redis_server: RedisServer,
 ) -> None:
-    config = StateConfig.model_validate(state(redis_server, cache_s=0.0))
+    config = StateConfig.model_validate(state(redis_server, cache_s=0.0, timeout_s=2.0))
     first, second = RedisBackend(config), RedisBackend(config)
     try:
         # The first call leases a slice (here: an eighth of the free money), spends locally.
         assert first.reserve("a1", 0.1, limit_usd=1.0, window_s=3600) is True
         first.settle("a1", 0.1, window_s=3600)
-        assert second.reserve("b1", 0.8, limit_usd=1.0, window_s=3600) is True
+        assert second.reserve("b1", 0.6, limit_usd=1.0, window_s=3600) is True
         # What the first still leases (and its unsent spend) is not the second's to take.
-        assert second.reserve("b2", 0.1, limit_usd=1.0, window_s=3600) is False
+        assert second.reserve("b2", 0.3, limit_usd=1.0, window_s=3600) is False
         first.close()  # sends its spend and gives the rest of its lease back
-        assert second.reserve("b2", 0.1, limit_usd=1.0, window_s=3600) is True
-        second.settle("b1", 0.8, window_s=3600)
-        second.settle("b2", 0.1, window_s=3600)
+        assert second.reserve("b2", 0.3, limit_usd=1.0, window_s=3600) is True
+        second.settle("b1", 0.6, window_s=3600)
+        second.settle("b2", 0.3, window_s=3600)
         second.flush()
         spent, reserved = second.budget_totals(3600) or (-1.0, -1.0)
         assert spent == pytest.approx(1.0) and reserved == 0.0
@@ -441,7 +443,7 @@ def test_budget_leases_hold_the_limit_under_concurrent_processes(
     import random
     import threading
 
-    config = StateConfig.model_validate(state(redis_server))
+    config = StateConfig.model_validate(state(redis_server, timeout_s=2.0))
     limit = 1.0
     backends = [RedisBackend(config) for _ in range(4)]
     held: list[float] = []

@@ -42,6 +42,7 @@ class Lease:
     totals_wanted: float = -math.inf
     busy: bool = False  # a housekeeping job is in flight
     refused_at: float = -math.inf  # when Redis last had not even `need` free
+    capped_at: float = -math.inf  # when a top-up last got nothing (the lease is at its cap)
 
     def _held(self) -> dict[str, float]:
         if self.held is None:
@@ -80,9 +81,11 @@ class Lease:
         return self.left + sum(self._held().values())
 
     def settled(
-        self, spend: float, granted: float, spent: float, others: float, ttl: float
+        self, spend: float, granted: float, spent: float, others: float, ttl: float, asked: bool
     ) -> None:
         now = time.monotonic()
+        if asked and granted == 0:
+            self.capped_at = now
         self.sending -= spend
         if granted > 0:
             self.left += granted
@@ -105,15 +108,17 @@ class Lease:
         held = bool(self._held())
         idle = now - self.last_use > LEASE_IDLE_S
         action: tuple[float, float, bool] | None = None
-        if self.left > 0 and not held and (idle or self.left < self.last_amount):
-            action = (0.0, 0.0, True)  # give back what this process no longer uses
+        tight = now - self.refused_at < LEASE_IDLE_S  # Redis lately had too little free
+        if self.left > 0 and not held and (idle or tight):
+            action = (0.0, 0.0, True)  # give back what this process does not use
         elif (
             not idle
             and self.left < self.last_amount * LEASE_CALLS / 4
-            and now - self.refused_at > LEASE_IDLE_S
+            and not tight
+            and now - self.capped_at > LEASE_IDLE_S
         ):
             # Top up ahead of need, so that calls rarely wait for a grant.
-            action = (self.last_amount, self.last_amount * LEASE_CALLS, False)
+            action = (0.0, self.last_amount * LEASE_CALLS, False)
         elif self.unsent > 0 and now - self.last_flush >= FLUSH_S:
             action = (0.0, 0.0, False)
         elif (self.left > 0 or held) and now - self.synced_at > ttl / 4:

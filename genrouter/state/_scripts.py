@@ -42,7 +42,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 # (settled since the last call), keep (what the process still holds: calls in flight and
 # what is left of its lease), need, up_to, limit, ttl_ms, share.
 # Drops expired leases and old buckets, adds the spend, then grants at least `need` and at
-# most `up_to` (and `share` of the free money), or -1 when even `need` does not fit; the
+# most `up_to` (and a lease of `share` of the money others do not hold), or -1 when even
+# `need` does not fit; the
 # lease becomes keep + granted. Invariant at every grant: spent + every lease <= limit.
 BUDGET = (
     _NOW_MS
@@ -78,12 +79,16 @@ local need = tonumber(ARGV[5])
 local up_to = tonumber(ARGV[6])
 local granted = 0
 if need > 0 or up_to > 0 then
-  local free = tonumber(ARGV[7]) - spent - others - keep
+  local available = tonumber(ARGV[7]) - spent - others
+  local free = available - keep
   -- A nano-dollar of slack, so that float rounding never refuses money that is there.
   if free + 1e-9 < need then
     granted = -1
   else
-    granted = math.max(math.min(up_to, free * tonumber(ARGV[9])), need)
+    -- One lease holds at most `share` of what other processes do not hold, but always
+    -- the call in hand when it fits.
+    local cap = available * tonumber(ARGV[9]) - keep
+    granted = math.max(math.min(up_to, cap), need)
     granted = math.max(math.min(granted, math.max(free, need)), 0)
   end
 end

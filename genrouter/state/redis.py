@@ -69,6 +69,16 @@ def _on_loop() -> bool:
     return True
 
 
+def _latency_facts(raw: dict[bytes, bytes]) -> LatencyFacts:
+    """A ``lat:MODEL`` hash as :class:`LatencyFacts` (``samples == 0``: nothing known)."""
+    row = {k.decode(): v.decode() for k, v in raw.items()}
+
+    def num(name: str) -> float | None:
+        return float(row[name]) if name in row else None
+
+    return LatencyFacts(num("ttft"), num("tps"), num("out"), int(row.get("n", "0")))
+
+
 class RedisBackend:
     """:class:`~genrouter.state.StateBackend` on Redis, with a local read cache and a
     bounded fallback to local state when Redis is slow or down."""
@@ -85,7 +95,8 @@ class RedisBackend:
         self._closed = False
         # Reads: key -> (monotonic time read, value); what to re-read, and when last wanted.
         self._cache: dict[str, tuple[float, Any]] = {}
-        self._wanted: dict[str, tuple[float, Build, Parse]] = {}
+        self._wanted: dict[str, float] = {}  # key -> when a decision last read it
+        self._fetchers: dict[str, tuple[Build, Parse]] = {}  # key -> how to read it
         self._polling: set[str] = set()
         self._latency_sent: dict[str, float] = {}
         self._down_until = 0.0
@@ -183,16 +194,32 @@ class RedisBackend:
 
         return stored
 
-    def _read(self, key: str, build: Build, parse: Parse) -> tuple[float, Any] | None:
+    def _fetcher(self, key: str, kind: str, arg: str) -> tuple[Build, Parse]:
+        """How to read *key* (made once per key: the hot path builds no closures)."""
+        known = self._fetchers.get(key)
+        if known is None:
+            if len(self._fetchers) > _MAX_KEYS:
+                self._fetchers.clear()
+            if kind == "cb":
+                known = self._cb_read(arg)
+            elif kind == "lat":
+                known = (lambda pipe: pipe.hgetall(arg), lambda r: _latency_facts(r[0]))
+            else:
+                known = (lambda pipe: pipe.get(arg).pttl(arg), list)
+            self._fetchers[key] = known
+        return known
+
+    def _read(self, key: str, kind: str, arg: str) -> tuple[float, Any] | None:
         """``(age in seconds, value)`` of a fact, through the cache the I/O thread keeps
         fresh; ``None``: no shared answer now (the caller decides on local state)."""
         now = time.monotonic()
         if len(self._wanted) > _MAX_KEYS:
             self._wanted.clear()
-        self._wanted[key] = (now, build, parse)
+        self._wanted[key] = now
         hit = self._cache.get(key)
         if hit is not None and now - hit[0] < self._config.cache_s:
             return now - hit[0], hit[1]
+        build, parse = self._fetcher(key, kind, arg)
         if self._down():
             return None
         if not _on_loop():  # a worker thread or plain sync code: waiting blocks no loop
@@ -216,14 +243,15 @@ class RedisBackend:
         keep = now - KEEP_S
         builds: list[Build] = []
         parses: list[tuple[str, Parse, int]] = []
-        for key, (wanted_at, build, parse) in list(self._wanted.items()):
+        for key, wanted_at in list(self._wanted.items()):
             if wanted_at < keep:
                 self._wanted.pop(key, None)
                 continue
             hit = self._cache.get(key)
-            if hit is None or hit[0] <= due:
-                builds.append(build)
-                parses.append((key, parse, 0))
+            fetcher = self._fetchers.get(key)
+            if (hit is None or hit[0] <= due) and fetcher is not None:
+                builds.append(fetcher[0])
+                parses.append((key, fetcher[1], 0))
         if builds:
             jobs.append(self._poll_job(builds, parses))
         jobs.extend(self._budget_housekeeping(now))
@@ -306,8 +334,7 @@ class RedisBackend:
         return self._submit(build, self._store("cb:" + model_id, lambda r: parse(r[skip[-1] :])))
 
     def circuit(self, model_id: str) -> CircuitFacts | None:
-        build, parse = self._cb_read(model_id)
-        got = self._read("cb:" + model_id, build, parse)
+        got = self._read("cb:" + model_id, "cb", model_id)
         if got is None:
             return None
         age, (failures, tripped, open_ms, probing) = got
@@ -380,12 +407,7 @@ class RedisBackend:
 
     def _value_and_ttl(self, key: str) -> tuple[float, list[Any]] | None:
         """``(age of the cached reading, [value, ttl in ms])`` for *key*, through the cache."""
-
-        def build(pipe: Any) -> None:
-            pipe.get(key)
-            pipe.pttl(key)
-
-        return self._read(key, build, list)
+        return self._read(key, "ttl", key)
 
     def _set_for(self, key: str, value: float, seconds: float) -> None:
         self._cache[key] = (time.monotonic(), [repr(value).encode(), _ms(seconds)])
@@ -452,7 +474,8 @@ class RedisBackend:
         def parse(replies: list[Any]) -> float:
             granted, spent, others = (float(x) for x in replies[0])
             with self._lock:
-                lease.settled(sent[-1], granted, spent, others, self._config.reservation_ttl_s)
+                ttl = self._config.reservation_ttl_s
+                lease.settled(sent[-1], granted, spent, others, ttl, asked=want > 0)
             return granted
 
         def failed() -> None:
@@ -519,15 +542,11 @@ class RedisBackend:
 
     def latency(self, model_id: str) -> LatencyFacts | None:
         key = self._key("lat", model_id)
-        got = self._read(key, lambda pipe: pipe.hgetall(key), lambda r: r[0])
-        if got is None or not got[1]:
+        got = self._read(key, "lat", key)
+        if got is None or not got[1].samples:
             return None
-        row = {k.decode(): v.decode() for k, v in got[1].items()}
-
-        def num(name: str) -> float | None:
-            return float(row[name]) if name in row else None
-
-        return LatencyFacts(num("ttft"), num("tps"), num("out"), int(row.get("n", "0")))
+        facts: LatencyFacts = got[1]
+        return facts
 
     def observe_latency(
         self, model_id: str, ttft_ms: float | None, output_tokens: int, tokens_per_s: float | None
@@ -550,8 +569,8 @@ class RedisBackend:
             _ms(_LATENCY_TTL_S),
         ]
 
-        def parse(replies: list[Any]) -> dict[bytes, bytes]:
+        def parse(replies: list[Any]) -> LatencyFacts:
             flat = replies[0]
-            return dict(zip(flat[::2], flat[1::2], strict=True))
+            return _latency_facts(dict(zip(flat[::2], flat[1::2], strict=True)))
 
         self._submit(lambda pipe: self._script(pipe, 3, [key], args), self._store(key, parse))
