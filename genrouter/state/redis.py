@@ -171,6 +171,8 @@ class RedisBackend:
         if future is None:
             return None
         self._waits += 1
+        if self._io is not None:
+            self._io.wake()
         try:
             return future.result(timeout=self._bound_s)
         except TimeoutError:
