@@ -1,14 +1,15 @@
 """Routing state shared on Redis (``state = { backend = "redis", url = ..., namespace = ... }``).
 
-The request path never waits on Redis. Every Redis call runs on one I/O thread of this
+The request path does not wait on Redis. Every Redis call runs on one I/O thread of this
 backend, on redis-py's asyncio client; the routing decisions stay synchronous and read the
 local cache, which that thread keeps fresh (every fact read in the last seconds is re-read
-in one pipelined round trip each ``cache_s / 2``). Outcomes (failures, cooldowns, marks,
-latency, spend) are queued and sent in the background; whatever is queued together goes in
-one pipeline, in order. Only two rare steps wait for Redis, each at most ``4 * timeout_s``:
-taking a breaker's probe ticket (``SET NX PX``, once per cooldown) and topping up the budget
-lease when a call does not fit what this process holds. Why this shape, with the numbers,
-is in docs/state.md ("Which Redis client").
+in one pipelined round trip each ``cache_s / 2``). Outcomes (cooldowns, marks, latency,
+spend) are queued and sent in the background; whatever is queued together goes in one
+pipeline, in order. A few rare steps wait, each at most ``4 * timeout_s + 50 ms``: the
+first read of a fact (on the planner's worker thread), taking a breaker's probe ticket
+(``SET NX PX``, once per cooldown), counting a failure, and topping up the budget lease
+when a call does not fit what this process holds. Why this shape, with the numbers, is in
+docs/state.md ("Which Redis client").
 
 Budget: a process *leases* a slice of what is left (at most 1/8 of the free money and 32
 calls' worth) and reserves calls from it locally; spend is sent every ``_FLUSH_S`` and the
@@ -148,6 +149,10 @@ class RedisBackend:
             with self._lock:
                 io = self._io
                 if io is None or io.pid != os.getpid():
+                    if io is not None:
+                        # A forked child: its parent's lease and cache are not its own.
+                        self._budget = Lease(f"lease:{uuid.uuid4().hex}")
+                        self._cache.clear()
                     io = self._io = IOThread(self)
         return io
 
