@@ -1,9 +1,11 @@
 """One worker process of the shared-state tests (``python -m tests.state_worker SPEC``).
 
-SPEC is JSON: ``config`` (a genrouter config mapping), ``start_at`` (wall-clock time to
-begin, so every worker starts together), ``requests`` and ``gap_s``. It prints one JSON
-line: per request its start time, the attempts (model, outcome), its cost and notes, or
-the error type that ended it.
+SPEC is JSON: ``config`` (a genrouter config mapping), ``requests``, ``gap_s`` and
+optionally ``warmup`` (a model to call once first, so imports and the first plan are done
+before the clock starts). The worker prints ``ready`` once its client is built and warmed
+up, and starts when a line arrives on stdin, so that every worker starts together however
+slow the machine is. Then it prints one JSON line: per request its start time, the attempts
+(model, outcome), its cost and notes, or the error type that ended it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ from genrouter.errors import GenRouterError
 async def run(spec: dict[str, Any]) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     async with AsyncClient(spec["config"], env={}) as client:
-        await asyncio.sleep(max(spec["start_at"] - time.time(), 0.0))
+        if spec.get("warmup"):
+            await client.chat.completions.create(
+                model=spec["warmup"], messages=[{"role": "user", "content": "hi"}], max_tokens=8
+            )
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
         for _ in range(spec["requests"]):
             started = time.time()
             try:

@@ -354,6 +354,23 @@ class Health:
             self.latency[model_id] = stats
         return stats
 
+    def observed(self, model_id: str) -> LatencyStats | None:
+        """What routing estimates *model_id*'s speed from: this process's averages, or with
+        a shared backend every process's merged ones (models this process never called too)."""
+        local = self.latency.get(model_id)
+        if self.shared is None:
+            return local
+        merged = self.shared.latency(model_id)
+        if merged is None or not merged.samples:
+            return local
+        mine = local or LatencyStats()
+        return LatencyStats(
+            ttft_ms=merged.ttft_ms if merged.ttft_ms is not None else mine.ttft_ms,
+            tokens_per_s=merged.tokens_per_s or mine.tokens_per_s,
+            output_tokens=merged.output_tokens or mine.output_tokens,
+            samples=merged.samples,
+        )
+
     def cool_down(self, model_id: str, now: float, retry_after: float) -> None:
         """A server asked for *retry_after* seconds of quiet: skip the model until then."""
         until = now + retry_after

@@ -330,7 +330,7 @@ class Planner:
                     missing_credentials=self.unusable(spec, has_key),
                     blocked=self._blocked(spec, now),
                     offline=self._offline(spec, remote, off_machine, now),
-                    observed=self.health.latency.get(spec.id),
+                    observed=self.health.observed(spec.id),
                     capabilities_unknown_ok=self._lenient(spec),
                 )
             )

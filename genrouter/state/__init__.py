@@ -81,7 +81,9 @@ class StateBackend(Protocol):
 
     # -- budget
     def reserve(self, rid: str, amount: float, *, limit_usd: float, window_s: float) -> bool | None:
-        """Atomically check and hold *amount*: ``True`` held, ``False`` does not fit."""
+        """Check and hold *amount* (*rid*: unique within this process) in one step: ``True``
+        held, ``False`` does not fit (the Redis backend holds it from this process's lease
+        of the shared limit, see docs/state.md)."""
         ...
 
     def settle(self, rid: str, cost: float, *, window_s: float) -> None: ...
