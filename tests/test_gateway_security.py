@@ -291,7 +291,7 @@ def test_the_gateway_pool_default_and_an_explicit_pool() -> None:
 
 
 def test_one_file_serves_the_client_and_the_gateway(tmp_path: Any) -> None:
-    """``[gateway]`` sits in the same file the client reads: ``genrouter chat --config`` accepts it."""
+    """``[gateway]`` sits in the file the client reads: ``genrouter chat --config`` takes it."""
     from genrouter.config import load_config
 
     path = tmp_path / "gateway.toml"
