@@ -6,14 +6,13 @@ three phases: warm-up (until ``warmup_s`` has passed *and* every client has had 
 so connections are open and the clients are out of step), the measured window (``duration_s``,
 stretched until ``min_done`` answers completed in it, up to ``max_s``), then the drain (no new
 requests; the ones in flight get ``drain_s`` to finish, then are cancelled and counted as
-unfinished, not as errors: a slow target's latency samples then lack its slowest requests,
-which the report says by showing how many samples each cell has).
+unfinished, not as errors).
 
-Measured: latency of every request started in the window (send → last byte), for streams the
-time to the first SSE event (TTFT, send → first body chunk), throughput (answers completed in
-the window ÷ its length) and errors in all three phases (a status other than 200, a body
-without the upstream's last content piece, a stream that does not end with ``data: [DONE]``,
-a timeout, a dropped connection).
+Measured: latency of every request that completed in the window (send → last byte), for
+streams the time to the first SSE event (TTFT, send → first body chunk), throughput (answers
+completed in the window ÷ its length) and errors in all three phases (a status other than
+200, a body without the upstream's last content piece, a stream that does not end with
+``data: [DONE]``, a timeout, a dropped connection).
 
 A raw ``asyncio.Protocol`` rather than an HTTP library, so the generator's own CPU time per
 request stays small next to the gateways it drives on the same two cores.
@@ -268,12 +267,11 @@ async def _client(ident: int, host: str, port: int, run: _Run) -> None:
             problem = run.check(response)
             if problem is not None:
                 run.result.errors[problem] += 1
-            elif started >= run.window_start:
+            elif run.window_start <= ended <= run.window_end:
+                run.done_in_window += 1
                 run.result.latencies_ms.append((ended - started) * 1000)
                 if response.first_body_at is not None:
                     run.result.ttft_ms.append((response.first_body_at - started) * 1000)
-            if problem is None and run.window_start <= ended <= run.window_end:
-                run.done_in_window += 1
             run.answered.add(ident)
             if not response.keep_alive:
                 connection.close()

@@ -169,7 +169,7 @@ async def measure(bench: Bench, target: Target, kind: str, clients: int, round_:
         min_done=min(200, 2 * clients),
         cpu_probe=probe,
         marker=MARKER if stream else b"",
-        drain_s=max(2.0, settings.duration_s),
+        drain_s=2.0,
     )
     answers = result.marks / settings.chunks if stream else float(result.completed)
     per_answer = 1000 / answers if answers else float("nan")
@@ -399,9 +399,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="one short round (~2 minutes)")
     parser.add_argument("--rounds", type=int, default=None, help="rounds (3; --quick: 1)")
-    parser.add_argument("--duration", type=float, default=None, help="window s (4; quick 1.5)")
-    parser.add_argument("--warmup", type=float, default=None, help="warm-up s (1; quick 0.5)")
-    parser.add_argument("--max-s", type=float, default=None, help="window cap s (20; quick 4)")
+    parser.add_argument("--duration", type=float, default=None, help="window s (4; quick 1)")
+    parser.add_argument("--warmup", type=float, default=None, help="warm-up s (1; quick 0.3)")
+    parser.add_argument("--max-s", type=float, default=None, help="window cap s (20; quick 3)")
     parser.add_argument("--clients", default="1,64,512", help="concurrency levels")
     parser.add_argument("--kinds", default="request,stream", help="request, stream or both")
     parser.add_argument("--targets", default=",".join(TARGET_NAMES), help="which targets")
@@ -429,11 +429,11 @@ def _settings(args: argparse.Namespace) -> Settings:
         rounds=int(pick(args.rounds, 3, 1)),
         clients=[int(c) for c in args.clients.split(",")],
         kinds=[k for k in args.kinds.split(",") if k in KINDS],
-        warmup_s=pick(args.warmup, 1.0, 0.5),
-        duration_s=pick(args.duration, 4.0, 1.5),
-        max_s=pick(args.max_s, 20.0, 4.0),
+        warmup_s=pick(args.warmup, 1.0, 0.3),
+        duration_s=pick(args.duration, 4.0, 1.0),
+        max_s=pick(args.max_s, 20.0, 3.0),
         chunks=args.chunks,
-        settle_s=15.0 if quick else 60.0,
+        settle_s=10.0 if quick else 60.0,
     )
 
 
