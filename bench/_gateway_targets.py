@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 UPSTREAM_SCRIPT = Path(__file__).resolve().parent / "_gateway_upstream.py"
@@ -159,10 +160,18 @@ def start_upstream(chunks: int, gap_ms: float) -> Target:
 
 
 def start_genrouter(
-    upstream: Target, workdir: Path, workers: int, extras: str, checkout: str | Path = ROOT
+    upstream: Target,
+    workdir: Path,
+    workers: int,
+    extras: str,
+    checkout: str | Path = ROOT,
+    extra_config: dict[str, Any] | None = None,
 ) -> Target:
-    """Launch ``genrouter serve`` from *checkout* in front of *upstream* (see wait_ready)."""
-    config = {
+    """Launch ``genrouter serve`` from *checkout* in front of *upstream* (see wait_ready).
+
+    *extra_config* is merged into the config's top level (e.g. a ``pool`` table).
+    """
+    config: dict[str, Any] = {
         "providers": {
             "up": {
                 "type": "openai_compatible",
@@ -172,6 +181,7 @@ def start_genrouter(
         },
         "models": {f"up/{MODEL}": {}},
     }
+    config.update(extra_config or {})
     path = workdir / "genrouter.json"
     path.write_text(json.dumps(config, indent=2))
     env = dict(os.environ, GWBENCH_UPSTREAM_KEY="sk-bench-fake")

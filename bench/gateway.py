@@ -357,7 +357,8 @@ def start_targets(args: argparse.Namespace, upstream: Target) -> list[Target]:
     launched: list[Target] = []
     if "genrouter" in args.targets:
         extras, checkout = args.server_extras, args.genrouter_path
-        launched.append(start_genrouter(upstream, where, args.workers, extras, checkout))
+        extra = json.loads(args.genrouter_config) if args.genrouter_config else None
+        launched.append(start_genrouter(upstream, where, args.workers, extras, checkout, extra))
     if "litellm" in args.targets:
         try:
             venv = litellm_venv(args.litellm_venv)
@@ -415,6 +416,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--genrouter-path", default=str(ROOT), help="genrouter checkout to serve (this one)"
     )
+    parser.add_argument(
+        "--genrouter-config",
+        default=None,
+        help='JSON merged into genrouter\'s config, e.g. \'{"pool": {"max_connections": 1000}}\'',
+    )
     parser.add_argument("--json", default=None, help="write the summary here")
     return parser
 
@@ -433,7 +439,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         duration_s=pick(args.duration, 4.0, 1.0),
         max_s=pick(args.max_s, 20.0, 3.0),
         chunks=args.chunks,
-        settle_s=10.0 if quick else 60.0,
+        settle_s=10.0 if quick else 30.0,
     )
 
 
