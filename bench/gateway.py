@@ -337,12 +337,18 @@ def verdicts(bench: Bench, summary: dict[str, Any]) -> bool:
             )
     if "litellm" in names and "stream" in bench.settings.kinds and 512 in bench.settings.clients:
         ratio = _paired(bench, "stream", 512, "genrouter", "litellm", "x")
-        met = ratio >= STREAM_RATIO_TARGET
-        ok = ok and met
-        print(
-            f"  throughput at 512 streams vs LiteLLM: {ratio:.2f}× "
-            f"{'ok' if met else 'MISSED'} (target ≥ {STREAM_RATIO_TARGET}×)"
-        )
+        if ratio != ratio:  # nan: LiteLLM delivered nothing in any window
+            print(
+                "  throughput at 512 streams vs LiteLLM: not measured (LiteLLM delivered no "
+                "content within its windows; rerun with a longer --max-s)"
+            )
+        else:
+            met = ratio >= STREAM_RATIO_TARGET
+            ok = ok and met
+            print(
+                f"  throughput at 512 streams vs LiteLLM: {ratio:.2f}× "
+                f"{'ok' if met else 'MISSED'} (target ≥ {STREAM_RATIO_TARGET}×)"
+            )
     elif "litellm" not in names:
         print("  throughput at 512 streams vs LiteLLM: not measured (LiteLLM skipped)")
     errors = sum(c["errors"] for c in summary["cells"] if c["target"] == "genrouter")
