@@ -24,7 +24,7 @@ latency and throughput ratios are taken per round (same conditions), then the me
 Targets from issue 14: p50 added latency ≤ 1 ms at 1 client (both kinds), throughput at 512
 concurrent streams ≥ 3× LiteLLM's proxy, zero errors. Exit status 1 when genrouter misses one.
 
-    python bench/gateway.py --quick                  # one short round (about 2 minutes)
+    python bench/gateway.py --quick                  # one short round (1-3 minutes)
     python bench/gateway.py                          # 3 rounds
     python bench/gateway.py --rounds 5 --duration 10 --max-s 60 --json out.json  # clean run
 
@@ -404,7 +404,9 @@ async def check_targets(bench: Bench) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="one short round (~2 minutes)")
+    parser.add_argument(
+        "--quick", action="store_true", help="one short round (~1 min; ~3 with LiteLLM)"
+    )
     parser.add_argument("--rounds", type=int, default=None, help="rounds (3; --quick: 1)")
     parser.add_argument("--duration", type=float, default=None, help="window s (4; quick 1)")
     parser.add_argument("--warmup", type=float, default=None, help="warm-up s (1; quick 0.3)")
