@@ -285,7 +285,8 @@ def test_the_key_names_the_tenant_for_rules(upstreams: tuple[FakeLLMServer, Fake
 
 
 def test_the_gateway_pool_default_and_an_explicit_pool() -> None:
-    assert load_gateway({}).config.pool.max_keepalive_connections == 1024
+    default = load_gateway({}).config.pool
+    assert (default.max_connections, default.max_keepalive_connections) == (100, 100)
     mine = load_gateway({"pool": {"max_connections": 10}}).config.pool
     assert mine.max_connections == 10 and mine.max_keepalive_connections == 20
 

@@ -55,7 +55,11 @@ _TENANT = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 #: Key prefix of keys made by :func:`new_key` (any string of 16+ characters works as a key).
 KEY_PREFIX = "grk-"
 #: The upstream connection pool when the config file has no ``[pool]`` table.
-GATEWAY_POOL = {"max_connections": 1024, "max_keepalive_connections": 1024}
+# Measured (docs/benchmarks.md, "Gateway"): with 1,024 connections a 512-client burst opened
+# up to 512 upstream connects at once on a saturated loop; their 5 s connect timeouts counted
+# against the (healthy) upstream and opened its circuit. 100, all kept alive: no errors, and
+# a wait for a pool slot does not count against a model's health.
+GATEWAY_POOL = {"max_connections": 100, "max_keepalive_connections": 100}
 
 
 def hash_key(key: str) -> str:
