@@ -1,9 +1,9 @@
 """``Client``: genrouter's API for synchronous code, driving the one async implementation.
 
-Each ``Client`` runs a private event loop on a daemon thread (its *portal*) and hands every
-call to it; there is no second copy of the logic. Calls may come from any thread, but not from
-inside the portal's own loop (a hook calling back into the sync client would deadlock, so that
-raises instead).
+Each ``Client`` runs a private event loop on a daemon thread (its *portal*: anyio's blocking
+portal) and hands every call to it; there is no second copy of the logic. Calls may come from
+any thread, but not from inside the portal's own loop (a hook calling back into the sync client
+would deadlock, so that raises instead).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import date
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, Unpack, overload
@@ -32,6 +32,10 @@ from genrouter.types import ChatCompletion, RouteDecision
 from genrouter.validation import check_params
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from anyio.from_thread import BlockingPortal
+
     from genrouter.refresh import RefreshReport
 
 if TYPE_CHECKING:
@@ -55,23 +59,35 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class _Portal:
-    """An event loop on its own thread; :meth:`call` runs a coroutine there and waits.
+    """anyio's blocking portal (an event loop on its own thread), plus what a sync SDK needs.
 
-    Closing is safe against calls on other threads: from the moment :meth:`close` starts, new
-    calls (and the next chunk of an open stream) raise; calls in flight are cancelled and
-    raise; and any call whose work could not run is woken with an error, so no thread is left
-    blocked.
+    anyio (:func:`anyio.from_thread.start_blocking_portal`) owns the thread, the loop, task
+    spawning, cancellation through the returned future and the loop's final clean-up (tasks,
+    async generators, the default executor). Written here, because the portal does not do it:
+
+    - Ctrl-C reaches a waiting caller: the wait wakes every :attr:`_WAKE_S` (a blocked
+      ``Future.result()`` never sees ``_thread.interrupt_main``), and an interrupted call is
+      cancelled *and waited for*, so the caller's cleanup (a stream's close) does not run beside
+      it ("aclose(): asynchronous generator is already running");
+    - closing is safe against calls on other threads: from the moment :meth:`close` starts, new
+      calls (and the next chunk of an open stream) raise :class:`GenRouterError`; calls in
+      flight are cancelled and raise; any call whose work could not run is woken with an error;
+    - a hook calling back into the sync client (on the portal's own thread) raises instead of
+      deadlocking.
     """
 
     # How often a waiting caller wakes up, so that Ctrl-C reaches it during a long call.
     _WAKE_S = 0.2
+    # How long an interrupted call may take to unwind before the caller gets control back.
+    _UNWIND_S = 5.0
 
     def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="genrouter-portal", daemon=True
-        )
-        self._thread.start()
+        from anyio.from_thread import start_blocking_portal
+
+        self._manager: AbstractContextManager[BlockingPortal]
+        self._manager = start_blocking_portal(name="genrouter-portal")
+        self._portal: BlockingPortal = self._manager.__enter__()
+        self._thread: threading.Thread = self._portal.call(threading.current_thread)
         self._closed = False
         self._closing = threading.Lock()
         self._stopping = False
@@ -88,28 +104,27 @@ class _Portal:
         if threading.current_thread() is self._thread:
             raise GenRouterError("a sync genrouter Client cannot be used from its own hooks")
 
-        running: list[asyncio.Task[Any] | None] = []
+        ended = threading.Event()
 
         async def run() -> T:
-            running.append(asyncio.current_task())
-            return await fn(*args, **kwargs)
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                ended.set()
 
-        coro: Coroutine[Any, Any, T] = run()
         with self._in_flight_lock:
             if self._stopping:
-                coro.close()
                 raise GenRouterError("this client is closed")
-            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+            future = self._portal.start_task_soon(run, name=_CALL)
             self._in_flight.add(future)
         try:
             while not future.done():
                 concurrent.futures.wait([future], timeout=self._WAKE_S)
         except BaseException:
             # Ctrl-C (or any interruption): stop the work, not just the wait, and wait for it
-            # to stop. Returning while it still runs would let the caller's cleanup (a
-            # stream's close) run beside it: "aclose(): asynchronous generator is already
-            # running".
-            self._stop(future, running)
+            # to stop (anyio marks the future cancelled at once, before the task has unwound).
+            if future.cancel():
+                ended.wait(self._UNWIND_S)
             raise
         finally:
             with self._in_flight_lock:
@@ -119,48 +134,42 @@ class _Portal:
         except concurrent.futures.CancelledError:
             raise GenRouterError("the client was closed while this call was running") from None
 
-    # How long an interrupted call may take to unwind before the caller gets control back.
-    _UNWIND_S = 5.0
-
-    def _stop(self, future: concurrent.futures.Future[Any], running: list[Any]) -> None:
-        task = running[0] if running else None
-        if task is None:
-            future.cancel()
-            return
-        self._loop.call_soon_threadsafe(task.cancel)
-        concurrent.futures.wait([future], timeout=self._UNWIND_S)
-
     def close(self, aclose: Callable[[], Awaitable[None]]) -> None:
         """Refuse new calls, cancel work in flight, close open streams, run *aclose*, then
-        stop the thread (and the loop's worker threads)."""
+        stop the portal (anyio then shuts the loop's worker threads down)."""
         with self._closing:
             if self._closed:
                 return
             with self._in_flight_lock:
                 self._stopping = True
+                in_flight = list(self._in_flight)
 
             async def shutdown() -> None:
-                current = asyncio.current_task()
-                pending = [t for t in asyncio.all_tasks() if t is not current]
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-                await self._loop.shutdown_asyncgens()  # streams the caller left open
+                calls = [t for t in asyncio.all_tasks() if t.get_name() == _CALL]
+                for future in in_flight:
+                    future.cancel()
+                if calls:
+                    await asyncio.wait(calls)
+                await asyncio.get_running_loop().shutdown_asyncgens()  # streams left open
                 await aclose()
-                await self._loop.shutdown_default_executor()
 
             try:
-                asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=30)
+                self._portal.start_task_soon(shutdown).result(timeout=30)
             finally:
                 self._closed = True
-                self._loop.call_soon_threadsafe(self._loop.stop)
+                with contextlib.suppress(Exception):
+                    self._portal.call(self._portal.stop, True)
                 self._thread.join(timeout=5)
+                if not self._thread.is_alive():  # anyio's exit would wait for it forever
+                    self._manager.__exit__(None, None, None)
                 with self._in_flight_lock:
                     stranded, self._in_flight = list(self._in_flight), set()
                 for future in stranded:
                     future.cancel()  # its work never ran: wake its caller with an error
-                if not self._thread.is_alive():
-                    self._loop.close()
+
+
+# The task name of every call through a portal, so that close() finds the calls in flight.
+_CALL = "genrouter-call"
 
 
 def _close_dropped(portal: _Portal, aclose: Callable[[], Awaitable[None]]) -> None:
