@@ -9,9 +9,10 @@ In process (no sockets), taking turns call by call:
 2. ``Client.chat.completions.create`` against an in-process provider;
 3. a streamed answer of 35 chunks through ``ChatStream`` (one portal call per chunk).
 
-Prints medians and p90 in microseconds and the ratio of medians within each pair.
+Prints medians and p90 in microseconds and each median's ratio to the hand-written portal's.
+On a loaded machine compare two at a time (``--kinds own,shipped``): fewer turns, less noise.
 
-    python bench/portal.py [-n 1000] [--warmup 100]
+    python bench/portal.py [-n 1000] [--warmup 100] [--kinds own,shipped,anyio]
 """
 
 from __future__ import annotations
@@ -289,15 +290,15 @@ def _rows(client: Client) -> dict[str, Callable[[], None]]:
     return {"hand-off (portal.call)": hand_off, "create()": ask, f"stream, {CHUNKS} chunks": read}
 
 
-def run(n: int, warmup: int) -> None:
-    clients = {kind: _client(kind) for kind in KINDS}
+def run(n: int, warmup: int, kinds: list[str]) -> None:
+    clients = {kind: _client(kind) for kind in kinds}
     rows = {kind: _rows(client) for kind, client in clients.items()}
     labels = list(rows["own"])
     times: dict[tuple[str, str], list[float]] = {}
-    kinds = list(KINDS)
     try:
         for index in range(warmup + n):
-            turn = kinds[index % 3 :] + kinds[: index % 3]  # none always goes first
+            shift = index % len(kinds)
+            turn = kinds[shift:] + kinds[:shift]  # none always goes first
             for label in labels:
                 for kind in turn:
                     started = time.perf_counter_ns()
@@ -308,14 +309,15 @@ def run(n: int, warmup: int) -> None:
     finally:
         for client in clients.values():
             client._portal.close(client._async.aclose)
-    report(labels, times)
+    report(labels, times, kinds)
 
 
-def report(labels: list[str], times: dict[tuple[str, str], list[float]]) -> None:
+def report(labels: list[str], times: dict[tuple[str, str], list[float]], kinds: list[str]) -> None:
     print(f"{'row':62s} {'median µs':>10s} {'p90 µs':>9s} {'ratio':>6s}")
     for label in labels:
         base, _ = _summary(times[(label, "own")])
-        for kind, name in KINDS.items():
+        for kind in kinds:
+            name = KINDS[kind]
             median, p90 = _summary(times[(label, kind)])
             print(f"{label + ': ' + name:62s} {median:10.1f} {p90:9.1f} {median / base:6.2f}")
 
@@ -324,8 +326,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument(
+        "--kinds",
+        default=",".join(KINDS),
+        help="which portals take turns, from: " + ", ".join(KINDS) + " ('own' is the baseline)",
+    )
     args = parser.parse_args()
-    run(args.n, args.warmup)
+    kinds = args.kinds.split(",")
+    if "own" not in kinds or not set(kinds) <= set(KINDS):
+        parser.error(f"--kinds: a comma-separated subset of {', '.join(KINDS)} including 'own'")
+    run(args.n, args.warmup, kinds)
 
 
 if __name__ == "__main__":
