@@ -91,13 +91,12 @@ class _Portal:
         self._manager: AbstractContextManager[BlockingPortal]
         self._manager = start_blocking_portal(name="genrouter-portal")
         self._portal: BlockingPortal = self._manager.__enter__()
-        self._loop, self._thread = self._portal.call(_loop_and_thread)
+        self._loop, self._thread, self._host = self._portal.call(_loop_thread_and_host)
         self._closed = False
         self._closing = threading.Lock()
         self._stopping = False
         self._in_flight: set[concurrent.futures.Future[Any]] = set()
         self._in_flight_lock = threading.Lock()
-        self._tasks: set[asyncio.Task[Any]] = set()  # touched on the portal's loop only
 
     @property
     def closed(self) -> bool:
@@ -109,18 +108,11 @@ class _Portal:
         if threading.current_thread() is self._thread:
             raise GenRouterError("a sync genrouter Client cannot be used from its own hooks")
 
-        running: list[asyncio.Task[Any]] = []
-        tasks = self._tasks
+        running: list[asyncio.Task[Any] | None] = []
 
         async def run() -> T:
-            task = asyncio.current_task()
-            assert task is not None
-            running.append(task)
-            tasks.add(task)
-            try:
-                return await fn(*args, **kwargs)
-            finally:
-                tasks.discard(task)
+            running.append(asyncio.current_task())
+            return await fn(*args, **kwargs)
 
         coro: Coroutine[Any, Any, T] = run()
         with self._in_flight_lock:
@@ -146,10 +138,11 @@ class _Portal:
             raise GenRouterError("the client was closed while this call was running") from None
 
     def _stop(self, future: concurrent.futures.Future[Any], running: list[Any]) -> None:
-        if not running:
+        task = running[0] if running else None
+        if task is None:
             future.cancel()  # not started yet: it never will
             return
-        self._loop.call_soon_threadsafe(running[0].cancel)
+        self._loop.call_soon_threadsafe(task.cancel)
         concurrent.futures.wait([future], timeout=self._UNWIND_S)
 
     def close(self, aclose: Callable[[], Awaitable[None]]) -> None:
@@ -162,10 +155,12 @@ class _Portal:
                 self._stopping = True
 
             async def shutdown() -> None:
-                calls = list(self._tasks)
-                for task in calls:
+                current = asyncio.current_task()
+                pending = [t for t in asyncio.all_tasks() if t is not current]
+                pending = [t for t in pending if t not in self._host]  # anyio's own task
+                for task in pending:
                     task.cancel()
-                await asyncio.gather(*calls, return_exceptions=True)
+                await asyncio.gather(*pending, return_exceptions=True)
                 await asyncio.get_running_loop().shutdown_asyncgens()  # streams left open
                 await aclose()
 
@@ -190,8 +185,14 @@ class _Portal:
                     future.cancel()  # its work never ran: wake its caller with an error
 
 
-def _loop_and_thread() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
-    return asyncio.get_running_loop(), threading.current_thread()
+def _loop_thread_and_host() -> tuple[
+    asyncio.AbstractEventLoop, threading.Thread, frozenset[asyncio.Task[Any]]
+]:
+    """Run on a fresh portal: its loop, its thread, and the task(s) anyio runs the portal in
+    (which :meth:`_Portal.close` must leave to anyio)."""
+    current = asyncio.current_task()
+    host = frozenset(t for t in asyncio.all_tasks() if t is not current)
+    return asyncio.get_running_loop(), threading.current_thread(), host
 
 
 def _close_dropped(portal: _Portal, aclose: Callable[[], Awaitable[None]]) -> None:
