@@ -68,7 +68,7 @@ class _Portal:
     - the hand-off of each call is one ``asyncio.run_coroutine_threadsafe`` onto the portal's
       loop: anyio's ``BlockingPortal.call`` / ``start_task_soon`` waits for the loop twice per
       call (once to spawn the task, once for its result), which bench/portal.py measured at
-      1.9-2.7x per hand-off and 1.6-1.8x for a sync stream of 35 chunks (docs/architecture.md);
+      1.8-2.7x per hand-off and 1.6-1.8x for a sync stream of 35 chunks (docs/architecture.md);
     - Ctrl-C reaches a waiting caller: the wait wakes every :attr:`_WAKE_S` (a blocked
       ``Future.result()`` never sees ``_thread.interrupt_main``), and an interrupted call is
       cancelled *and waited for*, so the caller's cleanup (a stream's close) does not run beside
