@@ -1,9 +1,9 @@
 """``Client``: genrouter's API for synchronous code, driving the one async implementation.
 
-Each ``Client`` runs a private event loop on a daemon thread (its *portal*) and hands every
-call to it; there is no second copy of the logic. Calls may come from any thread, but not from
-inside the portal's own loop (a hook calling back into the sync client would deadlock, so that
-raises instead).
+Each ``Client`` runs a private event loop on a daemon thread (its *portal*: anyio's blocking
+portal) and hands every call to it; there is no second copy of the logic. Calls may come from
+any thread, but not from inside the portal's own loop (a hook calling back into the sync client
+would deadlock, so that raises instead).
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ from genrouter.types import ChatCompletion, RouteDecision
 from genrouter.validation import check_params
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from anyio.from_thread import BlockingPortal
+
     from genrouter.refresh import RefreshReport
 
 if TYPE_CHECKING:
@@ -55,23 +59,39 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class _Portal:
-    """An event loop on its own thread; :meth:`call` runs a coroutine there and waits.
+    """anyio's blocking portal (an event loop on its own thread), plus what a sync SDK needs.
 
-    Closing is safe against calls on other threads: from the moment :meth:`close` starts, new
-    calls (and the next chunk of an open stream) raise; calls in flight are cancelled and
-    raise; and any call whose work could not run is woken with an error, so no thread is left
-    blocked.
+    anyio (:func:`anyio.from_thread.start_blocking_portal`) owns the thread, the event loop and
+    its final clean-up (tasks left over, async generators, the default executor's threads).
+    Written here, because the portal does not do it or costs too much for a per-chunk call:
+
+    - the hand-off of each call is one ``asyncio.run_coroutine_threadsafe`` onto the portal's
+      loop: anyio's ``BlockingPortal.call`` / ``start_task_soon`` waits for the loop twice per
+      call (once to spawn the task, once for its result), which bench/portal.py measured at
+      1.8-2.7x per hand-off and 1.6-1.8x for a sync stream of 35 chunks (docs/architecture.md);
+    - Ctrl-C reaches a waiting caller: the wait wakes every :attr:`_WAKE_S` (a blocked
+      ``Future.result()`` never sees ``_thread.interrupt_main``), and an interrupted call is
+      cancelled *and waited for*, so the caller's cleanup (a stream's close) does not run beside
+      it ("aclose(): asynchronous generator is already running");
+    - closing is safe against calls on other threads: from the moment :meth:`close` starts, new
+      calls (and the next chunk of an open stream) raise :class:`GenRouterError`; calls in
+      flight are cancelled and raise; any call whose work could not run is woken with an error;
+    - a hook calling back into the sync client (on the portal's own thread) raises instead of
+      deadlocking.
     """
 
     # How often a waiting caller wakes up, so that Ctrl-C reaches it during a long call.
     _WAKE_S = 0.2
+    # How long an interrupted call may take to unwind before the caller gets control back.
+    _UNWIND_S = 5.0
 
     def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="genrouter-portal", daemon=True
-        )
-        self._thread.start()
+        from anyio.from_thread import start_blocking_portal
+
+        self._manager: AbstractContextManager[BlockingPortal]
+        self._manager = start_blocking_portal(name="genrouter-portal")
+        self._portal: BlockingPortal = self._manager.__enter__()
+        self._loop, self._thread, self._host = self._portal.call(_loop_thread_and_host)
         self._closed = False
         self._closing = threading.Lock()
         self._stopping = False
@@ -106,9 +126,7 @@ class _Portal:
                 concurrent.futures.wait([future], timeout=self._WAKE_S)
         except BaseException:
             # Ctrl-C (or any interruption): stop the work, not just the wait, and wait for it
-            # to stop. Returning while it still runs would let the caller's cleanup (a
-            # stream's close) run beside it: "aclose(): asynchronous generator is already
-            # running".
+            # to stop.
             self._stop(future, running)
             raise
         finally:
@@ -119,20 +137,17 @@ class _Portal:
         except concurrent.futures.CancelledError:
             raise GenRouterError("the client was closed while this call was running") from None
 
-    # How long an interrupted call may take to unwind before the caller gets control back.
-    _UNWIND_S = 5.0
-
     def _stop(self, future: concurrent.futures.Future[Any], running: list[Any]) -> None:
         task = running[0] if running else None
         if task is None:
-            future.cancel()
+            future.cancel()  # not started yet: it never will
             return
         self._loop.call_soon_threadsafe(task.cancel)
         concurrent.futures.wait([future], timeout=self._UNWIND_S)
 
     def close(self, aclose: Callable[[], Awaitable[None]]) -> None:
         """Refuse new calls, cancel work in flight, close open streams, run *aclose*, then
-        stop the thread (and the loop's worker threads)."""
+        stop the portal (anyio then shuts the loop's worker threads down)."""
         with self._closing:
             if self._closed:
                 return
@@ -142,25 +157,42 @@ class _Portal:
             async def shutdown() -> None:
                 current = asyncio.current_task()
                 pending = [t for t in asyncio.all_tasks() if t is not current]
+                pending = [t for t in pending if t not in self._host]  # anyio's own task
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
-                await self._loop.shutdown_asyncgens()  # streams the caller left open
+                await asyncio.get_running_loop().shutdown_asyncgens()  # streams left open
                 await aclose()
-                await self._loop.shutdown_default_executor()
 
             try:
                 asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=30)
             finally:
                 self._closed = True
-                self._loop.call_soon_threadsafe(self._loop.stop)
+                with contextlib.suppress(Exception):
+                    self._portal.call(self._portal.stop, True)
                 self._thread.join(timeout=5)
+                if self._thread.is_alive():
+                    # Still winding down (an executor thread mid-generation): anyio's exit
+                    # joins without a timeout, so let a daemon thread wait for it instead.
+                    threading.Thread(
+                        target=self._manager.__exit__, args=(None, None, None), daemon=True
+                    ).start()
+                else:
+                    self._manager.__exit__(None, None, None)
                 with self._in_flight_lock:
                     stranded, self._in_flight = list(self._in_flight), set()
                 for future in stranded:
                     future.cancel()  # its work never ran: wake its caller with an error
-                if not self._thread.is_alive():
-                    self._loop.close()
+
+
+def _loop_thread_and_host() -> tuple[
+    asyncio.AbstractEventLoop, threading.Thread, frozenset[asyncio.Task[Any]]
+]:
+    """Run on a fresh portal: its loop, its thread, and the task(s) anyio runs the portal in
+    (which :meth:`_Portal.close` must leave to anyio)."""
+    current = asyncio.current_task()
+    host = frozenset(t for t in asyncio.all_tasks() if t is not current)
+    return asyncio.get_running_loop(), threading.current_thread(), host
 
 
 def _close_dropped(portal: _Portal, aclose: Callable[[], Awaitable[None]]) -> None:

@@ -18,6 +18,7 @@ timeout (:class:`~genrouter.errors.AttemptTimeoutError`), the first-token timeou
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
@@ -54,11 +55,11 @@ from genrouter.routing.hooks import AsyncHooks, Telemetry, call_hook
 from genrouter.routing.policy import (
     INCOMPLETE_STREAM,
     Action,
-    backoff_delay,
     classify,
     counts_against_health,
     is_connect_failure,
     is_network_level,
+    retry_delay,
     waits_out_retry_after,
 )
 from genrouter.types import (
@@ -417,11 +418,17 @@ class Execution:
         request: ChatRequest,
         once: Callable[[Provider, ProviderCall], Awaitable[T]],
     ) -> _Success[T] | None:
-        """Try one candidate up to ``retry.attempts`` times. ``None`` means: move on."""
+        """Try one candidate up to ``retry.attempts`` times. ``None`` means: move on.
+
+        The first try is a plain call; only after it failed and the policy chose to retry do
+        the retries run under tenacity (:meth:`_retry`), so a success pays nothing for it.
+        """
         provider = self.env.provider_for(spec)
         retry = self.route.retry
         circuit = self.env.health.circuit(spec.id)
-        for number in range(1, retry.attempts + 1):
+
+        async def attempt(number: int) -> _Success[T] | float | None:
+            """One try: its success, the policy's wait before the next try, or ``None``."""
             reason = self._skip_reason(spec, provider)
             ticket = None if reason is not None else circuit.acquire(self.env.clock())
             if ticket is None:
@@ -451,10 +458,7 @@ class Execution:
                 if action is Action.RAISE:
                     self._finish_span(error)
                     raise
-                if delay is None:
-                    return None
-                await self.env.sleep(delay)
-                continue
+                return delay
             except Exception as error:
                 # A provider that raises outside the error tree has a bug: surface it, but
                 # leave the client's health and budget as they were.
@@ -464,7 +468,41 @@ class Execution:
                 raise
             self._merge_call_notes(call)
             return _Success(result, lease)
-        return None
+
+        first = await attempt(1)
+        if first is None or isinstance(first, _Success):
+            return first
+        return await self._retry(attempt, first)
+
+    async def _retry(
+        self, attempt: Callable[[int], Awaitable[_Success[T] | float | None]], delay: float
+    ) -> _Success[T] | None:
+        """Tries 2… of a candidate whose first try failed with a retryable error, after
+        *delay*, under tenacity: genrouter's policy (:meth:`_retry_delay`, which each try
+        applies to its own failure) is tenacity's retry decision and its wait, and
+        ``retry.attempts`` its stop."""
+        from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt
+
+        def chosen_wait(state: RetryCallState) -> float:
+            outcome = state.outcome
+            return float(outcome.result()) if outcome is not None else 0.0
+
+        numbers = itertools.count(2)
+
+        async def again() -> _Success[T] | float | None:
+            return await attempt(next(numbers))
+
+        retrying = AsyncRetrying(
+            sleep=self.env.sleep,
+            retry=retry_if_result(lambda result: isinstance(result, int | float)),
+            wait=chosen_wait,
+            stop=stop_after_attempt(self.route.retry.attempts - 1),
+            retry_error_callback=lambda state: None,  # out of tries: move on
+            reraise=True,
+        )
+        await self.env.sleep(delay)
+        result: _Success[T] | None = await retrying(again)
+        return result
 
     def _retry_delay(
         self, spec: ModelSpec, provider: Provider, error: GenRouterError, number: int
@@ -489,16 +527,8 @@ class Execution:
                 + (self.env.health.cooling_reason(spec.id, now) or "cooling down")
             )
             return None
-        if classify(error, retry) is not Action.RETRY or number >= retry.attempts:
-            return None
-        delay = backoff_delay(
-            number,
-            retry.backoff,
-            retry_after=retry_after,
-            retry_after_cap=retry.retry_after_cap_s,
-            rng=self.env.rng,
-        )
-        if now + delay >= self.deadline:
+        delay = retry_delay(error, number, retry, time_left=self.deadline - now, rng=self.env.rng)
+        if delay is None:
             return None
         skip = self._skip_reason(spec, provider)
         if skip is not None:

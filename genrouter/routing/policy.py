@@ -48,6 +48,7 @@ __all__ = [
     "is_connect_failure",
     "is_network_level",
     "match_rule",
+    "retry_delay",
     "waits_out_retry_after",
 ]
 
@@ -147,6 +148,35 @@ def waits_out_retry_after(retry_after: float, retry: RetryConfig, time_left: flo
     information instead: move on now and cool the model down until then.
     """
     return retry_after <= retry.max_retry_after_s and retry_after < time_left
+
+
+def retry_delay(
+    error: BaseException,
+    attempt: int,
+    retry: RetryConfig,
+    *,
+    time_left: float,
+    rng: random.Random | None = None,
+) -> float | None:
+    """Seconds to wait before trying the same candidate again after *error* ended try number
+    *attempt*, or ``None``: do not retry it (move on, or raise, per :func:`classify`).
+
+    A retry needs an error that :func:`classify` retries, a try left under ``retry.attempts``
+    and a backoff (:func:`backoff_delay`: the server's ``Retry-After`` if it sent one) that
+    ends before the request's *time_left* does. The executor hands this answer to tenacity as
+    its retry decision and its wait.
+    """
+    if classify(error, retry) is not Action.RETRY or attempt >= retry.attempts:
+        return None
+    retry_after = getattr(error, "retry_after", None)
+    delay = backoff_delay(
+        attempt,
+        retry.backoff,
+        retry_after=retry_after,
+        retry_after_cap=retry.retry_after_cap_s,
+        rng=rng,
+    )
+    return None if delay >= time_left else delay
 
 
 def is_connect_failure(error: BaseException) -> bool:
