@@ -74,6 +74,7 @@ from genrouter.types import (
 __all__ = ["Execution", "RuntimeEnv", "chunk_has_output"]
 
 T = TypeVar("T")
+_DEADLINE = "the request's deadline"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,47 +104,51 @@ class _Watchdog:
 
     A fresh ``asyncio.timeout`` around every chunk costs a timer handle each (tens of µs per
     chunk measured here). This keeps one handle per stream instead: each wait only moves the
-    due time, and a handle that fires early (the stream moved on since it was set) re-arms
-    itself at the current due time. When a wait really passes its due time, the waiting task
-    is cancelled and :meth:`next` turns that into ``TimeoutError``.
+    due time (:meth:`arm`), and a handle that fires early (the stream moved on since it was
+    set) re-arms itself at the current due time. When a wait really passes its due time, the
+    waiting task is cancelled; :meth:`timed_out` tells that cancellation from any other. The
+    stream awaits the provider itself between :meth:`arm` and :meth:`disarm` (no coroutine
+    of the watchdog's own around each chunk: one frame fewer per chunk).
     """
 
-    __slots__ = ("_due", "_fired", "_handle", "_task")
+    __slots__ = ("_due", "_fired", "_handle", "_loop", "_task")
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         self._due = 0.0
         self._handle: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[object] | None = None
         self._fired = False
 
-    async def next(
-        self, chunks: AsyncIterator[ChatCompletionChunk], limit: float
-    ) -> ChatCompletionChunk:
-        loop = asyncio.get_running_loop()
-        self._due = loop.time() + limit
+    def arm(self, limit: float) -> None:
+        """The next wait, by the current task, may take *limit* seconds."""
+        loop = self._loop
+        self._due = due = loop.time() + limit
         self._task = asyncio.current_task(loop)
-        if self._handle is None or self._handle.when() > self._due:
-            if self._handle is not None:
-                self._handle.cancel()
-            self._handle = loop.call_at(self._due, self._fire)
-        try:
-            return await anext(chunks)
-        except asyncio.CancelledError:
-            if self._fired and self._task is not None and self._task.uncancel() == 0:
-                self._fired = False
-                raise TimeoutError from None
-            raise
-        finally:
-            self._task = None
+        handle = self._handle
+        if handle is None or handle.when() > due:
+            if handle is not None:
+                handle.cancel()
+            self._handle = loop.call_at(due, self._fire)
+
+    def disarm(self) -> None:
+        """The wait is over (a chunk, the end, or an error)."""
+        self._task = None
+
+    def timed_out(self) -> bool:
+        """Whether the ``CancelledError`` being handled is this watchdog's (then absorbed)."""
+        if self._fired and self._task is not None and self._task.uncancel() == 0:
+            self._fired = False
+            return True
+        return False
 
     def _fire(self) -> None:
         self._handle = None
         task = self._task
         if task is None:
             return  # not waiting now: the next wait arms a new handle
-        loop = asyncio.get_running_loop()
-        if loop.time() < self._due:
-            self._handle = loop.call_at(self._due, self._fire)
+        if self._loop.time() < self._due:
+            self._handle = self._loop.call_at(self._due, self._fire)
             return
         self._fired = True
         task.cancel()
@@ -203,6 +208,8 @@ class Execution:
             estimated_cost_usd=self._estimates.get(decision.plan[0]) if decision.plan else None,
         )
         self.errors: list[Exception] = []
+        # What a stream delivered: also the accumulator its AsyncChatStream reads.
+        self.delivered = Delivered()
         self._span = env.telemetry.start(request.model)
         self._span_open = True
 
@@ -245,25 +252,23 @@ class Execution:
             f"{doing} exceeded {what} ({limit:.3f}s)", provider=spec.provider, model=spec.model
         )
 
-    async def _next_chunk(
-        self, chunks: AsyncIterator[ChatCompletionChunk], spec: ModelSpec, watch: _Watchdog
-    ) -> ChatCompletionChunk | None:
-        """The stream's next chunk (``None`` at its end) within the deadline and idle timeout."""
+    def _chunk_limit(self, spec: ModelSpec) -> tuple[float, bool]:
+        """The next chunk's wait: ``(seconds, whether the idle timeout sets it)``; raises
+        when no time is left."""
         left = self.deadline - self.env.clock()
         idle = self.idle_timeout
-        kind: type[ProviderTimeoutError]
-        if idle is not None and idle < left:
-            limit, kind, what = idle, StreamIdleTimeoutError, "stream_idle_timeout"
-        else:
-            limit, kind, what = left, DeadlineExceededError, "the request's deadline"
+        by_idle = idle is not None and idle < left
+        limit = idle if by_idle and idle is not None else left
         if limit <= 0:
-            raise self._expired(kind, what, 0.0, spec, "the stream")
-        try:
-            return await watch.next(chunks, limit)
-        except StopAsyncIteration:
-            return None
-        except TimeoutError as exc:
-            raise self._expired(kind, what, limit, spec, "waiting for the next chunk") from exc
+            raise self._chunk_expired(spec, 0.0, by_idle, "the stream")
+        return limit, by_idle
+
+    def _chunk_expired(
+        self, spec: ModelSpec, limit: float, idle: bool, doing: str = "waiting for the next chunk"
+    ) -> ProviderTimeoutError:
+        if idle:
+            return self._expired(StreamIdleTimeoutError, "stream_idle_timeout", limit, spec, doing)
+        return self._expired(DeadlineExceededError, _DEADLINE, limit, spec, doing)
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -643,15 +648,16 @@ class Execution:
         self._finish_span(error)
         return StreamInterruptedError(
             f"stream from {spec.id} broke after delivering output: {error}",
-            partial_text="".join(delivered.text),
-            partial_reasoning="".join(delivered.reasoning),
+            partial_text="".join(delivered.text_parts),
+            partial_reasoning="".join(delivered.reasoning_parts),
             route=self.info,
         )
 
     def _seam_trimmer(self, spec: ModelSpec, delivered: Delivered) -> SeamTrimmer | None:
         """For an ``instruction`` continuation: what trims the text repeated at the seam."""
-        if delivered.text and _continuation_method(self.env.provider_for(spec)) == "instruction":
-            return SeamTrimmer("".join(delivered.text))
+        text = delivered.text_parts
+        if text and _continuation_method(self.env.provider_for(spec)) == "instruction":
+            return SeamTrimmer("".join(text))
         return None
 
     def _kept_after_finish(
@@ -680,7 +686,7 @@ class Execution:
         # per-chunk cost of the stream is mostly generator hops, so this stays one function.
         try:
             plan = self._plan_specs()
-            delivered = Delivered()
+            delivered = self.delivered
             request = self.request
             index = 0
             while index < len(plan):
@@ -694,8 +700,8 @@ class Execution:
                 if self.info.ttft_ms is None:
                     self.info.ttft_ms = self._elapsed_ms(self.started)
                 provider = self.env.provider_for(spec)
-                prefix = "".join(delivered.text)
-                progress = StreamProgress()
+                prefix = "".join(delivered.text_parts)
+                progress = StreamProgress(delivered)
                 ended = False  # the attempt reached a verdict: no early close
                 try:
                     # Relay this attempt's chunks, each within the stream's clocks, right here
@@ -703,18 +709,33 @@ class Execution:
                     # It ends normally only when the answer is complete: its finish_reason
                     # arrived (a lost connection after it is still a success), or the provider
                     # is marked as omitting it; otherwise the ProviderError that ended it.
-                    watch = _Watchdog()
+                    watch = _Watchdog(asyncio.get_running_loop())
                     trimmer = self._seam_trimmer(spec, delivered)
+                    next_chunk = opened.chunks.__anext__
                     try:
                         for first in opened.buffered:
-                            for out in progress.take(trimmer.trim(first) if trimmer else first):
-                                delivered.add(out)
+                            out = progress.take(trimmer.trim(first) if trimmer else first)
+                            if out is not None:
                                 yield out
-                        while (
-                            chunk := await self._next_chunk(opened.chunks, spec, watch)
-                        ) is not None:
-                            for out in progress.take(trimmer.trim(chunk) if trimmer else chunk):
-                                delivered.add(out)
+                        while True:
+                            # Each chunk within the stream's clocks (see _Watchdog), awaited
+                            # here: no coroutine per chunk between the provider and the caller.
+                            limit, by_idle = self._chunk_limit(spec)
+                            watch.arm(limit)
+                            try:
+                                chunk = await next_chunk()
+                            except StopAsyncIteration:
+                                break
+                            except asyncio.CancelledError:
+                                if not watch.timed_out():
+                                    raise
+                                raise self._chunk_expired(spec, limit, by_idle) from TimeoutError()
+                            except TimeoutError as exc:
+                                raise self._chunk_expired(spec, limit, by_idle) from exc
+                            finally:
+                                watch.disarm()
+                            out = progress.take(trimmer.trim(chunk) if trimmer else chunk)
+                            if out is not None:
                                 yield out
                     except ProviderError as error:
                         if not self._kept_after_finish(spec, progress, error):
@@ -768,8 +789,8 @@ class Execution:
             # Output already reached the caller: say exactly what, never just "all failed".
             raise StreamInterruptedError(
                 "stream broke and no candidate could resume it",
-                partial_text="".join(delivered.text),
-                partial_reasoning="".join(delivered.reasoning),
+                partial_text="".join(delivered.text_parts),
+                partial_reasoning="".join(delivered.reasoning_parts),
                 route=self.info,
             ) from failure
         raise failure
@@ -798,7 +819,7 @@ class Execution:
         if not has_next or not delivered.resumable():
             return None
         self.info.notes.append(f"resuming on the next candidate after {spec.id} failed mid-stream")
-        return self.request.continued("".join(delivered.text))
+        return self.request.continued("".join(delivered.text_parts))
 
     async def _stream_succeeded(
         self,
