@@ -166,6 +166,7 @@ class _Opened:
     chunks: AsyncIterator[ChatCompletionChunk]
     buffered: list[ChatCompletionChunk]
     ttft_ms: float
+    watch: _Watchdog  # armed for the first content; the stream re-arms it per chunk
 
 
 @dataclass(slots=True)
@@ -229,20 +230,19 @@ class Execution:
         and a stream's wait for its first content, as does ``first_token_timeout`` for streams.
         On a tie the deadline wins: it is the caller's clock.
         """
-        left = self.deadline - self.env.clock()
-        limits: list[tuple[float, type[ProviderTimeoutError], str]] = [
-            (left, DeadlineExceededError, "the request's deadline")
-        ]
+        limit: float = self.deadline - self.env.clock()
+        kind: type[ProviderTimeoutError] = DeadlineExceededError
+        what = _DEADLINE
         per_attempt = self.route.attempt_timeout_s
         if per_attempt is None:
             setting = self._provider_setting(spec)
             per_attempt = None if setting is None else setting.timeout_s
-        if per_attempt is not None:
-            limits.append((per_attempt, AttemptTimeoutError, "the attempt timeout"))
-        if first_token and self.first_token_timeout is not None:
-            limits.append((self.first_token_timeout, FirstTokenTimeoutError, "first_token_timeout"))
-        limit = min(limits, key=lambda item: item[0])
-        return max(limit[0], 0.0), limit[1], limit[2]
+        if per_attempt is not None and per_attempt < limit:
+            limit, kind, what = per_attempt, AttemptTimeoutError, "the attempt timeout"
+        first = self.first_token_timeout if first_token else None
+        if first is not None and first < limit:
+            limit, kind, what = first, FirstTokenTimeoutError, "first_token_timeout"
+        return max(limit, 0.0), kind, what
 
     @staticmethod
     def _expired(
@@ -556,14 +556,17 @@ class Execution:
         spec = call.model
         limit, kind, what = self._attempt_limit(spec, first_token=False)
         call.timeout = max(limit, 0.001)
-        timer = asyncio.timeout(limit)
+        watch = _Watchdog(asyncio.get_running_loop())
+        watch.arm(limit)
         try:
-            async with timer:
-                return await provider.complete(call)
-        except TimeoutError as exc:
-            if not timer.expired():
+            return await provider.complete(call)
+        except asyncio.CancelledError:
+            if not watch.timed_out():
                 raise
-            raise self._expired(kind, what, limit, spec, "the answer") from exc
+            raise self._expired(kind, what, limit, spec, "the answer") from TimeoutError()
+        finally:
+            watch.disarm()
+            watch.stop()
 
     async def complete(self) -> ChatCompletion:
         """Run the plan for a complete (non-streamed) answer."""
@@ -608,24 +611,33 @@ class Execution:
         limit, kind, what = self._attempt_limit(spec, first_token=True)
         chunks = provider.stream(call)
         buffered: list[ChatCompletionChunk] = []
-        timer = asyncio.timeout(limit)
+        # The same watchdog then times every later chunk (one timer handle per stream).
+        watch = _Watchdog(asyncio.get_running_loop())
+        watch.arm(limit)
         output = False
         try:
-            async with timer:
-                async for chunk in chunks:
-                    buffered.append(chunk)
-                    if chunk_has_output(chunk):
-                        output = True
-                        break
-        except TimeoutError as exc:
+            async for chunk in chunks:
+                buffered.append(chunk)
+                if chunk_has_output(chunk):
+                    output = True
+                    break
+        except asyncio.CancelledError:
+            expired = watch.timed_out()
+            watch.stop()
             await aclose_if_possible(chunks)
-            if not timer.expired():
+            if not expired:
                 raise
-            raise self._expired(kind, what, limit, spec, "waiting for the first content") from exc
+            raise self._expired(
+                kind, what, limit, spec, "waiting for the first content"
+            ) from TimeoutError()
         except BaseException:
+            watch.stop()
             await aclose_if_possible(chunks)
             raise
+        finally:
+            watch.disarm()
         if not output and not self._finish_optional(spec) and not _any_finish(buffered):
+            watch.stop()
             # A bare [DONE] or a clean close before any content and without a finish_reason:
             # nothing was answered (llama.cpp's server ends a request it interrupted this way).
             raise ProviderConnectionError(
@@ -634,7 +646,7 @@ class Execution:
                 model=spec.model,
                 code=INCOMPLETE_STREAM,
             )
-        return _Opened(chunks, buffered, self._elapsed_ms(started))
+        return _Opened(chunks, buffered, self._elapsed_ms(started), watch)
 
     def _finish_optional(self, spec: ModelSpec) -> bool:
         setting = self._provider_setting(spec)
@@ -709,7 +721,7 @@ class Execution:
                     # It ends normally only when the answer is complete: its finish_reason
                     # arrived (a lost connection after it is still a success), or the provider
                     # is marked as omitting it; otherwise the ProviderError that ended it.
-                    watch = _Watchdog(asyncio.get_running_loop())
+                    watch = opened.watch
                     trimmer = self._seam_trimmer(spec, delivered)
                     next_chunk = opened.chunks.__anext__
                     try:
@@ -769,6 +781,7 @@ class Execution:
                     await self._record(spec, "interrupted", lease.started, error=error)
                     raise self._interrupted(spec, delivered, error) from error
                 finally:
+                    opened.watch.stop()
                     await aclose_if_possible(opened.chunks)
                     if not ended:
                         await self._closed_early(spec, provider, lease, opened, progress, prefix)
