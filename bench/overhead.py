@@ -10,13 +10,17 @@ not share the client's event loop, then times, one request after another on loop
 (c) genrouter's ``OpenAICompatibleProvider`` called directly;
 (d) genrouter's ``AsyncClient`` (skipped with a note if it cannot be imported yet).
 
+Then the same for blocking code, in its own interleaved run: raw ``httpx2.Client`` (the sync
+floor), ``openai.OpenAI`` and genrouter's ``Client`` (which drives the async core from a
+portal thread).
+
 Every streamed answer is 35 content chunks. Prints median and p99 per request and the ratio of
 medians to the floor of the same kind. Targets: non-streaming ≤ 1.15×, streaming ≤ 1.2×.
 
 Then the cold start: fresh processes, alternating, each timing import + client + first request
 against the same server, genrouter next to the openai SDK (target: genrouter no slower).
 
-    python bench/overhead.py [-n 300] [--warmup 30] [--chunks 35] [--cold 7]
+    python bench/overhead.py [-n 300] [--warmup 30] [--chunks 35] [--cold 7] [--sync 100]
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -268,6 +272,114 @@ def print_table(rows: list[Row], n: int) -> bool:
     return ok
 
 
+SyncRunner = Callable[[], None]
+
+
+def sync_rows(url: str, stack: ExitStack) -> list[tuple[Row, SyncRunner]]:
+    """Blocking clients: raw httpx2.Client (the floor), openai.OpenAI, genrouter.Client."""
+    from genrouter import Client
+
+    http = stack.enter_context(httpx2.Client())
+    config = {
+        "providers": {
+            "fake": {"type": "openai_compatible", "base_url": url, "api_key_env": "FAKE_KEY"}
+        },
+        "models": {"fake/m": {"model": "m"}},
+    }
+    client: Any = stack.enter_context(Client(config=config, env={"FAKE_KEY": "x"}))
+
+    def client_request() -> None:
+        client.chat.completions.create(model="fake/m", messages=MESSAGES)
+
+    def client_stream() -> None:
+        with client.chat.completions.create(
+            model="fake/m", messages=MESSAGES, stream=True
+        ) as chunks:
+            for _chunk in chunks:
+                pass
+
+    async def unused() -> None:  # a Row needs an async runner; sync rows run through `sync`
+        return None
+
+    pairs = _sync_others(url, http, unused)
+    pairs += [
+        (Row("genrouter Client create()", "request", unused, genrouter=True), client_request),
+        (Row("genrouter Client stream", "stream", unused, genrouter=True), client_stream),
+    ]
+    for _row, run_once in pairs:
+        run_once()  # fail here, once, not in the middle of the timed loop
+    return pairs
+
+
+def _sync_others(url: str, http: httpx2.Client, unused: Runner) -> list[tuple[Row, SyncRunner]]:
+    """The blocking floor (raw httpx2.Client) and openai.OpenAI."""
+    import openai
+
+    endpoint = url + "/chat/completions"
+    headers = {"Authorization": "Bearer x", "Content-Type": "application/json"}
+    plain = json.dumps({"model": "m", "messages": MESSAGES}).encode()
+    streamed = json.dumps({"model": "m", "messages": MESSAGES, "stream": True}).encode()
+    sdk = openai.OpenAI(api_key="x", base_url=url, max_retries=0, http_client=http)
+    messages: Any = MESSAGES
+
+    def raw_request() -> None:
+        json.loads(http.post(endpoint, content=plain, headers=headers).content)
+
+    def raw_stream() -> None:
+        with http.stream("POST", endpoint, content=streamed, headers=headers) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: ") and line[6:] != "[DONE]":
+                    json.loads(line[6:])
+
+    def sdk_request() -> None:
+        sdk.chat.completions.create(model="m", messages=messages)
+
+    def sdk_stream() -> None:
+        with sdk.chat.completions.create(
+            model="m", messages=messages, stream=True, stream_options={"include_usage": True}
+        ) as response:
+            for _chunk in response:
+                pass
+
+    return [
+        (Row("raw httpx2.Client POST + json.loads", "request", unused, floor=True), raw_request),
+        (Row("raw httpx2.Client stream + json.loads", "stream", unused, floor=True), raw_stream),
+        (Row("openai SDK OpenAI create()", "request", unused), sdk_request),
+        (Row("openai SDK OpenAI create(stream=True)", "stream", unused), sdk_stream),
+    ]
+
+
+def measure_sync(pairs: list[tuple[Row, SyncRunner]], n: int, warmup: int) -> None:
+    """:func:`measure` for blocking rows: warm-up, then turns in a new random order each."""
+    for _row, run_once in pairs:
+        for _ in range(warmup):
+            run_once()
+    shuffler = random.Random(1)
+    order = list(pairs)
+    for _ in range(n):
+        shuffler.shuffle(order)
+        for row, run_once in order:
+            gc.collect(1)
+            time.sleep(SETTLE_S)
+            gc.disable()
+            started = time.perf_counter_ns()
+            try:
+                run_once()
+            finally:
+                elapsed = time.perf_counter_ns() - started
+                gc.enable()
+            row.times_ms.append(elapsed / 1e6)
+
+
+def sync_section(url: str, n: int, warmup: int) -> bool:
+    """Measure and print the blocking clients; whether genrouter's met its targets."""
+    with ExitStack() as stack:
+        pairs = sync_rows(url, stack)
+        measure_sync(pairs, n, warmup)
+    print("\nblocking clients (sync), in their own interleaved run:")
+    return print_table([row for row, _ in pairs], n)
+
+
 # Each runs in a fresh interpreter: from before the import to the first answer, in ms.
 COLD_GENROUTER = """
 import time
@@ -319,7 +431,7 @@ def cold_start(url: str, runs: int) -> bool:
     return ratio <= 1.0
 
 
-async def run(n: int, warmup: int, chunks: int, cold: int = 0) -> bool:
+async def run(n: int, warmup: int, chunks: int, cold: int = 0, sync: int = 0) -> bool:
     """Start the server, measure every row, print the table."""
     process, url = start_server(chunks)
     try:
@@ -335,6 +447,9 @@ async def run(n: int, warmup: int, chunks: int, cold: int = 0) -> bool:
                 )
             await measure(rows, n, warmup)
         ok = print_table(rows, n)
+        if sync:
+            # A blocking client cannot run inside this event loop: a thread of its own.
+            ok = await asyncio.to_thread(sync_section, url, sync, min(warmup, sync)) and ok
         if cold:
             ok = cold_start(url, cold) and ok
         return ok
@@ -349,8 +464,10 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=30, help="untimed requests first")
     parser.add_argument("--chunks", type=int, default=35, help="content chunks per answer")
     parser.add_argument("--cold", type=int, default=7, help="cold-start processes each (0: skip)")
+    parser.add_argument("--sync", type=int, default=100, help="timed blocking requests (0: skip)")
     args = parser.parse_args()
-    return 0 if asyncio.run(run(args.n, args.warmup, args.chunks, args.cold)) else 1
+    done = asyncio.run(run(args.n, args.warmup, args.chunks, args.cold, args.sync))
+    return 0 if done else 1
 
 
 if __name__ == "__main__":

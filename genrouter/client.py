@@ -510,7 +510,10 @@ class AsyncClient:
             request, plan = await self._plan_off_loop(params)
             execution = self._execution(request, plan)
             stream = AsyncChatStream(
-                execution.stream(), execution.info, include_usage=request.include_usage
+                execution.stream(),
+                execution.info,
+                include_usage=request.include_usage,
+                _fed=execution.delivered,
             )
             await stream._prime()
         except GenRouterError as exc:

@@ -26,6 +26,7 @@ from genrouter.types import (
     ChatCompletionMessage,
     ChatCompletionMessageToolCall,
     Choice,
+    ChoiceDeltaToolCall,
     Function,
     RouteInfo,
     Usage,
@@ -59,9 +60,21 @@ class CompletionAccumulator:
         self._usage: Usage | None = None
 
     def add(self, chunk: ChatCompletionChunk) -> None:
+        """Fold in *chunk*: its choices and, when it carries one, its usage."""
+        self.add_choices(chunk)
+        if chunk.usage is not None:
+            self._usage = _add_usage(self._usage, chunk.usage)
+
+    def add_choices(self, chunk: ChatCompletionChunk) -> bool:
+        """Fold in *chunk*'s choices (not its usage); whether choice 0 finished in it.
+
+        The executor calls this once per chunk it hands on (the one pass over a chunk's
+        choices that the stream makes) and adds usage itself, once, at the end.
+        """
         if not self._id:
             self._id, self._created = chunk.id, chunk.created
         self._model = chunk.model
+        finished = False
         for choice in chunk.choices:
             parts = self._choices.get(choice.index)
             if parts is None:
@@ -73,17 +86,16 @@ class CompletionAccumulator:
                 parts.reasoning.append(delta.reasoning_content)
             if delta.refusal:
                 parts.refusal.append(delta.refusal)
-            for call in delta.tool_calls or ():
-                slot = parts.tool_calls.setdefault(call.index, {"id": "", "name": "", "args": []})
-                slot["id"] = call.id or slot["id"]
-                if call.function is not None:
-                    slot["name"] = call.function.name or slot["name"]
-                    if call.function.arguments:
-                        slot["args"].append(call.function.arguments)
+            if delta.tool_calls:
+                _add_tool_calls(parts, delta.tool_calls)
             if choice.finish_reason is not None:
                 parts.finish_reason = choice.finish_reason
-        if chunk.usage is not None:
-            self._usage = _add_usage(self._usage, chunk.usage)
+                finished = finished or choice.index == 0
+        return finished
+
+    def add_usage(self, usage: Usage) -> None:
+        """Add one attempt's usage (a resumed stream is billed for every attempt)."""
+        self._usage = _add_usage(self._usage, usage)
 
     @property
     def usage(self) -> Usage | None:
@@ -134,6 +146,16 @@ class CompletionAccumulator:
         return completion
 
 
+def _add_tool_calls(parts: _ChoiceParts, calls: list[ChoiceDeltaToolCall]) -> None:
+    for call in calls:
+        slot = parts.tool_calls.setdefault(call.index, {"id": "", "name": "", "args": []})
+        slot["id"] = call.id or slot["id"]
+        if call.function is not None:
+            slot["name"] = call.function.name or slot["name"]
+            if call.function.arguments:
+                slot["args"].append(call.function.arguments)
+
+
 def _add_usage(total: Usage | None, more: Usage) -> Usage:
     """Sum usage across attempts (a resumed stream is billed for both)."""
     if total is None:
@@ -159,6 +181,7 @@ class AsyncChatStream:
         "_chunks",
         "_closing",
         "_done",
+        "_fed",
         "_include_usage",
         "_left",
         "_pending",
@@ -173,10 +196,14 @@ class AsyncChatStream:
         route: RouteInfo,
         *,
         include_usage: bool = False,
+        _fed: CompletionAccumulator | None = None,
     ) -> None:
         self._chunks = chunks
         self._route = route
-        self._acc = CompletionAccumulator()
+        # ``_fed`` (internal): an accumulator that the chunk source itself feeds with every
+        # chunk it yields (the executor's stream does, in its one pass over each chunk).
+        self._acc = CompletionAccumulator() if _fed is None else _fed
+        self._fed = _fed is not None
         self._done = False
         self._pending: ChatCompletionChunk | None = None
         self._include_usage = include_usage
@@ -214,7 +241,7 @@ class AsyncChatStream:
     def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> ChatCompletionChunk:
+    async def __anext__(self) -> ChatCompletionChunk:  # noqa: C901 (one frame per chunk)
         while True:
             if self._pending is not None:
                 chunk, self._pending = self._pending, None
@@ -246,7 +273,8 @@ class AsyncChatStream:
                     self._reader = None
                     if self._left is not None:
                         self._left.set()
-            self._acc.add(chunk)
+            if not self._fed:
+                self._acc.add(chunk)
             if chunk.usage is None:
                 return chunk
             # Usage travels on at most a chunk or two per attempt: the caller gets it once, at

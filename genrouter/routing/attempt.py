@@ -10,11 +10,12 @@ usage it reported) and :class:`Delivered` what the caller has received across at
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from genrouter.catalog import ModelSpec
 from genrouter.routing.budget import Budget, Reservation
 from genrouter.routing.health import CircuitBreaker, Ticket
+from genrouter.streaming import CompletionAccumulator
 from genrouter.types import ChatCompletionChunk, Usage
 
 __all__ = ["Delivered", "Lease", "StreamProgress", "chunk_has_output"]
@@ -89,6 +90,47 @@ class Lease:
             self._budget_settle(None, release=True)
 
 
+class Delivered(CompletionAccumulator):
+    """What a stream has handed to the caller so far, across attempts (interruption, resume).
+
+    It is the stream's one accumulator: the caller's :class:`~genrouter.AsyncChatStream`
+    reads its final completion from the same object, so each chunk is folded in once.
+    """
+
+    __slots__ = ()
+
+    @property
+    def text_parts(self) -> list[str]:
+        """The answer text of choice 0, piece by piece."""
+        parts = self._choices.get(0)
+        return parts.content if parts is not None else []
+
+    @property
+    def reasoning_parts(self) -> list[str]:
+        parts = self._choices.get(0)
+        return parts.reasoning if parts is not None else []
+
+    @property
+    def other_output(self) -> bool:
+        """Tool calls, refusals, extra choices: output that cannot be resumed as text."""
+        parts = self._choices.get(0)
+        if parts is not None and (parts.tool_calls or parts.refusal):
+            return True
+        return any(index != 0 for index in self._choices)
+
+    @property
+    def any_output(self) -> bool:
+        return bool(self.text_parts or self.reasoning_parts or self.other_output)
+
+    def resumable(self) -> bool:
+        """Whether a continuation can pick up from here: plain answer text only.
+
+        Reasoning would be thought again and re-sent; tool-call arguments would be
+        concatenated into invalid JSON. Those streams raise instead of resuming.
+        """
+        return bool(self.text_parts) and not self.reasoning_parts and not self.other_output
+
+
 @dataclass(slots=True)
 class StreamProgress:
     """One attempt's stream as it passes: finish reason, reported usage, text.
@@ -99,83 +141,58 @@ class StreamProgress:
     (:meth:`end`), so the caller's sum over chunks is right for every server.
     """
 
+    delivered: Delivered
     finished: bool = False
+    finish_reason: str | None = None  # choice 0's, once it arrived (for telemetry)
     usage: Usage | None = None
-    text: list[str] = field(default_factory=list)
-    finish_reason: str | None = None
+    _start: int = 0  # how much of delivered.text_parts came before this attempt
     _pending: ChatCompletionChunk | None = None
     _template: ChatCompletionChunk | None = None
 
-    def take(self, chunk: ChatCompletionChunk) -> tuple[ChatCompletionChunk, ...]:
-        """The chunks to hand the caller now for *chunk* from the provider."""
-        for choice in chunk.choices:
-            if choice.index == 0:
-                if choice.finish_reason is not None:
-                    self.finished = True
-                    self.finish_reason = choice.finish_reason
-                if choice.delta.content:
-                    self.text.append(choice.delta.content)
-        if self._template is None:
-            self._template = chunk
-        if chunk.usage is None:
-            return (chunk,)
-        self.usage = chunk.usage
-        earlier = self._pending
-        out: tuple[ChatCompletionChunk, ...] = ()
-        if earlier is not None and earlier.choices:
-            out = (earlier.model_copy(update={"usage": None}),)
-        if chunk.choices:
-            out = (*out, chunk.model_copy(update={"usage": None}))
-            self._pending = chunk.model_copy(update={"choices": []})
-        else:
-            self._pending = chunk
-        return out
-
-    def end(self, estimated: Usage | None = None) -> ChatCompletionChunk | None:
-        """The closing usage chunk: the server's last usage, else *estimated* (if given)."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            return pending
-        if estimated is None or self._template is None:
-            return None
-        return self._template.model_copy(update={"choices": [], "usage": estimated})
-
-
-@dataclass(slots=True)
-class Delivered:
-    """What a stream has handed to the caller so far (for interruption and resume)."""
-
-    text: list[str] = field(default_factory=list)
-    reasoning: list[str] = field(default_factory=list)
-    other_output: bool = False  # tool calls, refusals, extra choices: not resumable as text
-    finished: bool = False  # a finish_reason reached the caller
-
-    def add(self, chunk: ChatCompletionChunk) -> None:
-        for choice in chunk.choices:
-            delta = choice.delta
-            if choice.index != 0:
-                self.other_output = self.other_output or chunk_has_output(chunk)
-                continue
-            if delta.content:
-                self.text.append(delta.content)
-            if delta.reasoning_content:
-                self.reasoning.append(delta.reasoning_content)
-            if delta.tool_calls or delta.refusal:
-                self.other_output = True
-            if choice.finish_reason is not None:
-                self.finished = True
+    def __post_init__(self) -> None:
+        self._start = len(self.delivered.text_parts)
 
     @property
-    def any_output(self) -> bool:
-        return bool(self.text or self.reasoning or self.other_output)
+    def text(self) -> list[str]:
+        """This attempt's answer text (choice 0), piece by piece."""
+        return self.delivered.text_parts[self._start :]
 
-    def resumable(self) -> bool:
-        """Whether a continuation can pick up from here: plain answer text only.
+    def take(self, chunk: ChatCompletionChunk) -> ChatCompletionChunk | None:
+        """The chunk to hand the caller now for *chunk* from the provider (``None``: none).
 
-        Reasoning would be thought again and re-sent; tool-call arguments would be
-        concatenated into invalid JSON. Those streams raise instead of resuming.
+        One pass over the chunk: it is folded into :attr:`delivered` here, its usage held
+        back for :meth:`end`.
         """
-        return bool(self.text) and not self.reasoning and not self.other_output
+        if self.delivered.add_choices(chunk):
+            self.finished = True
+            for choice in chunk.choices:
+                if choice.index == 0 and choice.finish_reason is not None:
+                    self.finish_reason = choice.finish_reason
+        if self._template is None:
+            self._template = chunk
+        usage = chunk.usage
+        if usage is None:
+            return chunk
+        self.usage = usage
+        if chunk.choices:
+            self._pending = chunk.model_copy(update={"choices": []})
+            return chunk.model_copy(update={"usage": None})
+        self._pending = chunk
+        return None
+
+    def end(self, estimated: Usage | None = None) -> ChatCompletionChunk | None:
+        """The closing usage chunk: the server's last usage, else *estimated* (if given).
+
+        Its usage is added to :attr:`delivered` (summed over a resumed stream's attempts).
+        """
+        pending, self._pending = self._pending, None
+        if pending is None:
+            if estimated is None or self._template is None:
+                return None
+            pending = self._template.model_copy(update={"choices": [], "usage": estimated})
+        if pending.usage is not None:
+            self.delivered.add_usage(pending.usage)
+        return pending
 
 
 # An overlap this short at the seam may be chance ("a", " the"); longer ones are repeats.

@@ -75,6 +75,7 @@ from genrouter.types import (
 __all__ = ["Execution", "RuntimeEnv", "chunk_has_output"]
 
 T = TypeVar("T")
+_DEADLINE = "the request's deadline"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,47 +105,51 @@ class _Watchdog:
 
     A fresh ``asyncio.timeout`` around every chunk costs a timer handle each (tens of µs per
     chunk measured here). This keeps one handle per stream instead: each wait only moves the
-    due time, and a handle that fires early (the stream moved on since it was set) re-arms
-    itself at the current due time. When a wait really passes its due time, the waiting task
-    is cancelled and :meth:`next` turns that into ``TimeoutError``.
+    due time (:meth:`arm`), and a handle that fires early (the stream moved on since it was
+    set) re-arms itself at the current due time. When a wait really passes its due time, the
+    waiting task is cancelled; :meth:`timed_out` tells that cancellation from any other. The
+    stream awaits the provider itself between :meth:`arm` and :meth:`disarm` (no coroutine
+    of the watchdog's own around each chunk: one frame fewer per chunk).
     """
 
-    __slots__ = ("_due", "_fired", "_handle", "_task")
+    __slots__ = ("_due", "_fired", "_handle", "_loop", "_task")
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         self._due = 0.0
         self._handle: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[object] | None = None
         self._fired = False
 
-    async def next(
-        self, chunks: AsyncIterator[ChatCompletionChunk], limit: float
-    ) -> ChatCompletionChunk:
-        loop = asyncio.get_running_loop()
-        self._due = loop.time() + limit
+    def arm(self, limit: float) -> None:
+        """The next wait, by the current task, may take *limit* seconds."""
+        loop = self._loop
+        self._due = due = loop.time() + limit
         self._task = asyncio.current_task(loop)
-        if self._handle is None or self._handle.when() > self._due:
-            if self._handle is not None:
-                self._handle.cancel()
-            self._handle = loop.call_at(self._due, self._fire)
-        try:
-            return await anext(chunks)
-        except asyncio.CancelledError:
-            if self._fired and self._task is not None and self._task.uncancel() == 0:
-                self._fired = False
-                raise TimeoutError from None
-            raise
-        finally:
-            self._task = None
+        handle = self._handle
+        if handle is None or handle.when() > due:
+            if handle is not None:
+                handle.cancel()
+            self._handle = loop.call_at(due, self._fire)
+
+    def disarm(self) -> None:
+        """The wait is over (a chunk, the end, or an error)."""
+        self._task = None
+
+    def timed_out(self) -> bool:
+        """Whether the ``CancelledError`` being handled is this watchdog's (then absorbed)."""
+        if self._fired and self._task is not None and self._task.uncancel() == 0:
+            self._fired = False
+            return True
+        return False
 
     def _fire(self) -> None:
         self._handle = None
         task = self._task
         if task is None:
             return  # not waiting now: the next wait arms a new handle
-        loop = asyncio.get_running_loop()
-        if loop.time() < self._due:
-            self._handle = loop.call_at(self._due, self._fire)
+        if self._loop.time() < self._due:
+            self._handle = self._loop.call_at(self._due, self._fire)
             return
         self._fired = True
         task.cancel()
@@ -162,6 +167,7 @@ class _Opened:
     chunks: AsyncIterator[ChatCompletionChunk]
     buffered: list[ChatCompletionChunk]
     ttft_ms: float
+    watch: _Watchdog  # armed for the first content; the stream re-arms it per chunk
 
 
 @dataclass(slots=True)
@@ -205,6 +211,8 @@ class Execution:
         )
         self.errors: list[Exception] = []
         self._obs = env.telemetry.begin(request)  # None: nothing would record (the cheap path)
+        # What a stream delivered: also the accumulator its AsyncChatStream reads.
+        self.delivered = Delivered()
         self._span_open = True
 
     # -- clocks: every time limit of the request lives here ------------------------------------
@@ -223,20 +231,19 @@ class Execution:
         and a stream's wait for its first content, as does ``first_token_timeout`` for streams.
         On a tie the deadline wins: it is the caller's clock.
         """
-        left = self.deadline - self.env.clock()
-        limits: list[tuple[float, type[ProviderTimeoutError], str]] = [
-            (left, DeadlineExceededError, "the request's deadline")
-        ]
+        limit: float = self.deadline - self.env.clock()
+        kind: type[ProviderTimeoutError] = DeadlineExceededError
+        what = _DEADLINE
         per_attempt = self.route.attempt_timeout_s
         if per_attempt is None:
             setting = self._provider_setting(spec)
             per_attempt = None if setting is None else setting.timeout_s
-        if per_attempt is not None:
-            limits.append((per_attempt, AttemptTimeoutError, "the attempt timeout"))
-        if first_token and self.first_token_timeout is not None:
-            limits.append((self.first_token_timeout, FirstTokenTimeoutError, "first_token_timeout"))
-        limit = min(limits, key=lambda item: item[0])
-        return max(limit[0], 0.0), limit[1], limit[2]
+        if per_attempt is not None and per_attempt < limit:
+            limit, kind, what = per_attempt, AttemptTimeoutError, "the attempt timeout"
+        first = self.first_token_timeout if first_token else None
+        if first is not None and first < limit:
+            limit, kind, what = first, FirstTokenTimeoutError, "first_token_timeout"
+        return max(limit, 0.0), kind, what
 
     @staticmethod
     def _expired(
@@ -246,25 +253,23 @@ class Execution:
             f"{doing} exceeded {what} ({limit:.3f}s)", provider=spec.provider, model=spec.model
         )
 
-    async def _next_chunk(
-        self, chunks: AsyncIterator[ChatCompletionChunk], spec: ModelSpec, watch: _Watchdog
-    ) -> ChatCompletionChunk | None:
-        """The stream's next chunk (``None`` at its end) within the deadline and idle timeout."""
+    def _chunk_limit(self, spec: ModelSpec) -> tuple[float, bool]:
+        """The next chunk's wait: ``(seconds, whether the idle timeout sets it)``; raises
+        when no time is left."""
         left = self.deadline - self.env.clock()
         idle = self.idle_timeout
-        kind: type[ProviderTimeoutError]
-        if idle is not None and idle < left:
-            limit, kind, what = idle, StreamIdleTimeoutError, "stream_idle_timeout"
-        else:
-            limit, kind, what = left, DeadlineExceededError, "the request's deadline"
+        by_idle = idle is not None and idle < left
+        limit = idle if by_idle and idle is not None else left
         if limit <= 0:
-            raise self._expired(kind, what, 0.0, spec, "the stream")
-        try:
-            return await watch.next(chunks, limit)
-        except StopAsyncIteration:
-            return None
-        except TimeoutError as exc:
-            raise self._expired(kind, what, limit, spec, "waiting for the next chunk") from exc
+            raise self._chunk_expired(spec, 0.0, by_idle, "the stream")
+        return limit, by_idle
+
+    def _chunk_expired(
+        self, spec: ModelSpec, limit: float, idle: bool, doing: str = "waiting for the next chunk"
+    ) -> ProviderTimeoutError:
+        if idle:
+            return self._expired(StreamIdleTimeoutError, "stream_idle_timeout", limit, spec, doing)
+        return self._expired(DeadlineExceededError, _DEADLINE, limit, spec, doing)
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -585,14 +590,17 @@ class Execution:
         spec = call.model
         limit, kind, what = self._attempt_limit(spec, first_token=False)
         call.timeout = max(limit, 0.001)
-        timer = asyncio.timeout(limit)
+        watch = _Watchdog(asyncio.get_running_loop())
+        watch.arm(limit)
         try:
-            async with timer:
-                return await provider.complete(call)
-        except TimeoutError as exc:
-            if not timer.expired():
+            return await provider.complete(call)
+        except asyncio.CancelledError:
+            if not watch.timed_out():
                 raise
-            raise self._expired(kind, what, limit, spec, "the answer") from exc
+            raise self._expired(kind, what, limit, spec, "the answer") from TimeoutError()
+        finally:
+            watch.disarm()
+            watch.stop()
 
     async def complete(self) -> ChatCompletion:
         """Run the plan for a complete (non-streamed) answer."""
@@ -639,24 +647,33 @@ class Execution:
         limit, kind, what = self._attempt_limit(spec, first_token=True)
         chunks = provider.stream(call)
         buffered: list[ChatCompletionChunk] = []
-        timer = asyncio.timeout(limit)
+        # The same watchdog then times every later chunk (one timer handle per stream).
+        watch = _Watchdog(asyncio.get_running_loop())
+        watch.arm(limit)
         output = False
         try:
-            async with timer:
-                async for chunk in chunks:
-                    buffered.append(chunk)
-                    if chunk_has_output(chunk):
-                        output = True
-                        break
-        except TimeoutError as exc:
+            async for chunk in chunks:
+                buffered.append(chunk)
+                if chunk_has_output(chunk):
+                    output = True
+                    break
+        except asyncio.CancelledError:
+            expired = watch.timed_out()
+            watch.stop()
             await aclose_if_possible(chunks)
-            if not timer.expired():
+            if not expired:
                 raise
-            raise self._expired(kind, what, limit, spec, "waiting for the first content") from exc
+            raise self._expired(
+                kind, what, limit, spec, "waiting for the first content"
+            ) from TimeoutError()
         except BaseException:
+            watch.stop()
             await aclose_if_possible(chunks)
             raise
+        finally:
+            watch.disarm()
         if not output and not self._finish_optional(spec) and not _any_finish(buffered):
+            watch.stop()
             # A bare [DONE] or a clean close before any content and without a finish_reason:
             # nothing was answered (llama.cpp's server ends a request it interrupted this way).
             raise ProviderConnectionError(
@@ -665,7 +682,7 @@ class Execution:
                 model=spec.model,
                 code=INCOMPLETE_STREAM,
             )
-        return _Opened(chunks, buffered, self._elapsed_ms(started))
+        return _Opened(chunks, buffered, self._elapsed_ms(started), watch)
 
     def _finish_optional(self, spec: ModelSpec) -> bool:
         setting = self._provider_setting(spec)
@@ -679,15 +696,16 @@ class Execution:
         self._finish_span(error)
         return StreamInterruptedError(
             f"stream from {spec.id} broke after delivering output: {error}",
-            partial_text="".join(delivered.text),
-            partial_reasoning="".join(delivered.reasoning),
+            partial_text="".join(delivered.text_parts),
+            partial_reasoning="".join(delivered.reasoning_parts),
             route=self.info,
         )
 
     def _seam_trimmer(self, spec: ModelSpec, delivered: Delivered) -> SeamTrimmer | None:
         """For an ``instruction`` continuation: what trims the text repeated at the seam."""
-        if delivered.text and _continuation_method(self.env.provider_for(spec)) == "instruction":
-            return SeamTrimmer("".join(delivered.text))
+        text = delivered.text_parts
+        if text and _continuation_method(self.env.provider_for(spec)) == "instruction":
+            return SeamTrimmer("".join(text))
         return None
 
     def _kept_after_finish(
@@ -716,7 +734,7 @@ class Execution:
         # per-chunk cost of the stream is mostly generator hops, so this stays one function.
         try:
             plan = self._plan_specs()
-            delivered = Delivered()
+            delivered = self.delivered
             request = self.request
             index = 0
             while index < len(plan):
@@ -730,8 +748,8 @@ class Execution:
                 if self.info.ttft_ms is None:
                     self.info.ttft_ms = self._elapsed_ms(self.started)
                 provider = self.env.provider_for(spec)
-                prefix = "".join(delivered.text)
-                progress = StreamProgress()
+                prefix = "".join(delivered.text_parts)
+                progress = StreamProgress(delivered)
                 ended = False  # the attempt reached a verdict: no early close
                 try:
                     # Relay this attempt's chunks, each within the stream's clocks, right here
@@ -739,18 +757,33 @@ class Execution:
                     # It ends normally only when the answer is complete: its finish_reason
                     # arrived (a lost connection after it is still a success), or the provider
                     # is marked as omitting it; otherwise the ProviderError that ended it.
-                    watch = _Watchdog()
+                    watch = opened.watch
                     trimmer = self._seam_trimmer(spec, delivered)
+                    next_chunk = opened.chunks.__anext__
                     try:
                         for first in opened.buffered:
-                            for out in progress.take(trimmer.trim(first) if trimmer else first):
-                                delivered.add(out)
+                            out = progress.take(trimmer.trim(first) if trimmer else first)
+                            if out is not None:
                                 yield out
-                        while (
-                            chunk := await self._next_chunk(opened.chunks, spec, watch)
-                        ) is not None:
-                            for out in progress.take(trimmer.trim(chunk) if trimmer else chunk):
-                                delivered.add(out)
+                        while True:
+                            # Each chunk within the stream's clocks (see _Watchdog), awaited
+                            # here: no coroutine per chunk between the provider and the caller.
+                            limit, by_idle = self._chunk_limit(spec)
+                            watch.arm(limit)
+                            try:
+                                chunk = await next_chunk()
+                            except StopAsyncIteration:
+                                break
+                            except asyncio.CancelledError:
+                                if not watch.timed_out():
+                                    raise
+                                raise self._chunk_expired(spec, limit, by_idle) from TimeoutError()
+                            except TimeoutError as exc:
+                                raise self._chunk_expired(spec, limit, by_idle) from exc
+                            finally:
+                                watch.disarm()
+                            out = progress.take(trimmer.trim(chunk) if trimmer else chunk)
+                            if out is not None:
                                 yield out
                     except ProviderError as error:
                         if not self._kept_after_finish(spec, progress, error):
@@ -784,6 +817,7 @@ class Execution:
                     await self._record(spec, "interrupted", lease.started, error=error)
                     raise self._interrupted(spec, delivered, error) from error
                 finally:
+                    opened.watch.stop()
                     await aclose_if_possible(opened.chunks)
                     if not ended:
                         await self._closed_early(spec, provider, lease, opened, progress, prefix)
@@ -804,8 +838,8 @@ class Execution:
             # Output already reached the caller: say exactly what, never just "all failed".
             raise StreamInterruptedError(
                 "stream broke and no candidate could resume it",
-                partial_text="".join(delivered.text),
-                partial_reasoning="".join(delivered.reasoning),
+                partial_text="".join(delivered.text_parts),
+                partial_reasoning="".join(delivered.reasoning_parts),
                 route=self.info,
             ) from failure
         raise failure
@@ -837,7 +871,7 @@ class Execution:
             return None
         self.info.notes.append(f"resuming on the next candidate after {spec.id} failed mid-stream")
         self.env.telemetry.resumed(self._obs, spec.id, error)
-        return self.request.continued("".join(delivered.text))
+        return self.request.continued("".join(delivered.text_parts))
 
     async def _stream_succeeded(
         self,

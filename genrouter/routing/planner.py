@@ -8,7 +8,7 @@ health, credentials and budget, and hands plain facts to the pure :func:`decide`
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
@@ -87,6 +87,23 @@ class Plan:
     specs: Mapping[str, ModelSpec]
 
 
+@dataclass(slots=True)
+class _Resolved:
+    """A named route or model as resolved on ``day``; its candidate list built at first use."""
+
+    day: date
+    name: str
+    route: RouteConfig
+    specs: dict[str, ModelSpec]
+    notes: tuple[str, ...]
+    _candidates: tuple[tuple[ModelSpec, bool, bool], ...] | None = None
+
+    def candidates(self, planner: Planner) -> tuple[tuple[ModelSpec, bool, bool], ...]:
+        if self._candidates is None:
+            self._candidates = planner._candidates(self.route, self.specs)
+        return self._candidates
+
+
 class Planner:
     """Turns requests into decisions for one client."""
 
@@ -117,6 +134,9 @@ class Planner:
         # Keyed by names the caller picks: bounded, so a million ad-hoc names cannot pile up.
         self._adhoc: LRUDict[str, ModelSpec] = LRUDict()
         self._single_routes: LRUDict[str, tuple[RouteConfig, dict[str, ModelSpec]]] = LRUDict()
+        # What a named route or model resolves to on a given day (everything in it is fixed by
+        # the config, the catalog and the date): resolved once, not per request.
+        self._named: LRUDict[str, _Resolved] = LRUDict()
         self._zero_config: tuple[RouteConfig, dict[str, ModelSpec]] | None = None
         self._runtime_installed: bool | None = None
 
@@ -180,6 +200,7 @@ class Planner:
         self.catalog = catalog
         self._adhoc.clear()
         self._single_routes.clear()
+        self._named.clear()
         self._zero_config = None
 
     def _tokenizer_spec(self, tokenizer: str) -> ModelSpec:
@@ -229,26 +250,53 @@ class Planner:
                 route, specs = self._route_named(rule.route) or self.zero_config_route()
                 return rule.route, route, specs, label, []
             name = self.config.default_route
+        resolved = self._resolve_named(name, today)
+        return resolved.name, resolved.route, resolved.specs, None, list(resolved.notes)
+
+    def _resolve_named(self, name: str, today: date) -> _Resolved:
+        """What the route or model *name* resolves to on *today* (kept per name and day)."""
+        known = self._named.get(name)
+        if known is not None and known.day == today:
+            return known
         named = self._route_named(name)
         if named is not None:
-            return name, named[0], named[1], None, []
-        spec = self.spec(name)
-        if spec is None:
-            raise InvalidRequestError(
-                f"unknown model or route {name!r}: use a catalog id such as 'openai/gpt-6-luna', "
-                "an alias, a configured route name, or 'auto'",
-                param="model",
+            resolved = _Resolved(today, name, named[0], named[1], ())
+        else:
+            spec = self.spec(name)
+            if spec is None:
+                raise InvalidRequestError(
+                    f"unknown model or route {name!r}: use a catalog id such as "
+                    "'openai/gpt-6-luna', an alias, a configured route name, or 'auto'",
+                    param="model",
+                )
+            spec, notes = resolve_retired(
+                spec, today, follow=self.config.follow_successors, lookup=self.catalog.resolve
             )
-        spec, notes = resolve_retired(
-            spec, today, follow=self.config.follow_successors, lookup=self.catalog.resolve
-        )
-        single = self._single_routes.get(spec.id)
-        if single is None:
-            single = self._single_routes[spec.id] = (
-                RouteConfig(candidates=[spec.id]),
-                {spec.id: spec},
-            )
-        return spec.id, single[0], single[1], None, notes
+            single = self._single_routes.get(spec.id)
+            if single is None:
+                single = self._single_routes[spec.id] = (
+                    RouteConfig(candidates=[spec.id]),
+                    {spec.id: spec},
+                )
+            resolved = _Resolved(today, spec.id, single[0], single[1], tuple(notes))
+        self._named[name] = resolved
+        return resolved
+
+    def _candidates(
+        self, route: RouteConfig, specs: Mapping[str, ModelSpec]
+    ) -> tuple[tuple[ModelSpec, bool, bool], ...]:
+        """The route's models in order, once each: ``(spec, fallback, capabilities unknown ok)``."""
+        found: list[tuple[ModelSpec, bool, bool]] = []
+        seen: set[str] = set()
+        for model_id, fallback in [
+            *((m, False) for m in route.candidates),
+            *((m, True) for m in route.fallbacks),
+        ]:
+            spec = specs.get(model_id) or self.catalog.get(model_id)
+            if spec.id not in seen:
+                seen.add(spec.id)
+                found.append((spec, fallback, self._lenient(spec)))
+        return tuple(found)
 
     # -- facts and decision -------------------------------------------------------------------
 
@@ -304,19 +352,20 @@ class Planner:
         """Resolve and decide. *locality* says, per model, ``(is_remote, off_machine)``."""
         today = self._today()
         counts = PromptCounts(request, self._tokens(), self.health.prompt_calibration)
-        route_name, route, specs, rule, notes = self._resolve(request, today, counts)
+        if request.model == "auto":
+            route_name, route, specs, rule, found = self._resolve(request, today, counts)
+            notes: Sequence[str] = found
+            candidates = self._candidates(route, specs)
+        else:
+            # A route or model named by the caller: resolved once per day, not per request.
+            resolved = self._resolve_named(request.model, today)
+            route_name, route, rule, notes = resolved.name, resolved.route, None, resolved.notes
+            candidates = resolved.candidates(self)
         needs = request.needs()
         now = self._clock()
+        health = self.health
         facts = []
-        seen: set[str] = set()
-        for model_id, fallback in [
-            *((m, False) for m in route.candidates),
-            *((m, True) for m in route.fallbacks),
-        ]:
-            spec = specs.get(model_id) or self.catalog.get(model_id)
-            if spec.id in seen:
-                continue
-            seen.add(spec.id)
+        for spec, fallback, lenient in candidates:
             count = counts.of(spec)
             remote, off_machine = locality(spec)
             facts.append(
@@ -330,8 +379,8 @@ class Planner:
                     missing_credentials=self.unusable(spec, has_key),
                     blocked=self._blocked(spec, now),
                     offline=self._offline(spec, remote, off_machine, now),
-                    observed=self.health.observed(spec.id),
-                    capabilities_unknown_ok=self._lenient(spec),
+                    observed=health.observed(spec.id),
+                    capabilities_unknown_ok=lenient,
                 )
             )
         decision = decide(
