@@ -526,19 +526,26 @@ class RedisBackend:
                 return True
         # Not enough leased: ask Redis for more now (the one budget step that waits).
         wanted = amount * LEASE_CALLS
-        for _ in range(_GRANT_TRIES):
-            granted = self._wait(self._budget_job(need=amount, want=wanted, give_back=False))
-            if granted is None:
-                return None
+        with self._lock:
+            lease.claiming += 1  # housekeeping gives nothing back until this call took its part
+        try:
+            for _ in range(_GRANT_TRIES):
+                job = self._budget_job(need=amount, want=wanted, give_back=False)
+                granted = self._wait(job)
+                if granted is None:
+                    return None
+                with self._lock:
+                    if lease.take(rid, amount, time.monotonic()):
+                        return True
+                if granted < 0:
+                    return False  # Redis has not this much free
+                # Granted, but gone before this thread took it: another thread of this
+                # process took it first, or this thread ran so late that the lease passed
+                # its local expiry (0.9 * reservation_ttl_s). Ask again, do not refuse.
+            return False
+        finally:
             with self._lock:
-                if lease.take(rid, amount, time.monotonic()):
-                    return True
-            if granted < 0:
-                return False  # Redis has not this much free
-            # Granted, but gone before this thread took it: another thread of this process
-            # took it first, or this thread ran so late that the lease passed its local
-            # expiry (0.9 * reservation_ttl_s). Ask again rather than refuse the call.
-        return False
+                lease.claiming -= 1
 
     def settle(self, rid: str, cost: float, *, window_s: float) -> None:
         with self._lock:
