@@ -500,3 +500,19 @@ def test_budget_leases_hold_the_limit_under_concurrent_processes(
     assert sum(held) <= limit + 1e-6  # never overspent (but rounding), whatever the interleaving
     assert sum(held) > limit * 0.8  # and the limit was used, not refused early
     assert spent == pytest.approx(sum(held))
+
+
+def test_a_lease_granted_to_a_waiting_call_is_not_given_back_before_it_is_taken() -> None:
+    from genrouter.state._lease import Lease
+
+    # A fresh lease has no use yet, so housekeeping saw it idle and gave it back between
+    # the grant and the waiting reserve()'s take (seen under load: the call was refused).
+    lease = Lease("lease:x", left=0.125, alive_until=time.monotonic() + 60)
+    lease.claiming = 1
+    assert lease.due(time.monotonic(), 0.0, 300.0) != (0.0, 0.0, True)
+    lease.done_busy()
+    assert lease.take("a1", 0.1, time.monotonic())
+    lease.claiming = 0
+    lease.spend("a1", 0.1)
+    lease.last_use -= 10.0  # idle now, and nothing waits: the rest goes back
+    assert lease.due(time.monotonic(), 0.0, 300.0) == (0.0, 0.0, True)
