@@ -41,6 +41,7 @@ class Lease:
     last_flush: float = -math.inf
     totals_wanted: float = -math.inf
     busy: bool = False  # a housekeeping job is in flight
+    claiming: int = 0  # reserve() calls waiting for a grant to take: nothing is given back
     refused_at: float = -math.inf  # when Redis last had not even `need` free
     capped_at: float = -math.inf  # when a top-up last got nothing (the lease is at its cap)
 
@@ -109,7 +110,9 @@ class Lease:
         idle = now - self.last_use > LEASE_IDLE_S
         action: tuple[float, float, bool] | None = None
         tight = now - self.refused_at < LEASE_IDLE_S  # Redis lately had too little free
-        if self.left > 0 and not held and (idle or tight):
+        # Not while a reserve() waits to take what it was just granted: a fresh lease has no
+        # use yet (so it looks idle), and the caller may run only after this tick.
+        if self.left > 0 and not held and not self.claiming and (idle or tight):
             action = (0.0, 0.0, True)  # give back what this process does not use
         elif (
             not idle

@@ -37,6 +37,10 @@ class Job:
     future: Future[Any]
     failed: Callable[[], None] | None = None  # the batch failed: undo what build took
     abandoned: Callable[[Any], None] | None = None  # nobody waits any more: undo the answer
+    # At most one serial job per pipeline: its build reads state that an earlier serial
+    # job's answer changes (a budget job sends the lease it holds, and a second one built
+    # before the first's grant was parsed would overwrite that grant on Redis).
+    serial: bool = False
 
 
 class IOThread:
@@ -77,24 +81,29 @@ class IOThread:
         ticker = asyncio.ensure_future(self._tick())
         self.ready.set()
         loaded = False
+        waiting: collections.deque[Job] = collections.deque()  # queued, not yet in a batch
+        stop = False
         try:
-            while True:
-                job = await self.queue.get()
-                if job is None:
-                    break
-                jobs = [job]
-                stop = False
-                while not self.queue.empty():
+            while waiting or not stop:
+                if not waiting:
+                    first = await self.queue.get()
+                    if first is None:
+                        break
+                    waiting.append(first)
+                while not stop and not self.queue.empty():
                     more = self.queue.get_nowait()
                     if more is None:
                         stop = True
-                        break
-                    jobs.append(more)
+                    else:
+                        waiting.append(more)
+                jobs = [waiting.popleft()]
+                serial = jobs[0].serial
+                while waiting and not (serial and waiting[0].serial):
+                    serial = serial or waiting[0].serial
+                    jobs.append(waiting.popleft())
                 if not loaded and not backend._down():
                     loaded = await self._load(client, scripts)
                 loaded = await self._execute(client, jobs) and loaded
-                if stop:
-                    break
         finally:
             ticker.cancel()
             await client.aclose()

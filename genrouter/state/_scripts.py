@@ -90,6 +90,9 @@ if need > 0 or up_to > 0 then
     local cap = available * tonumber(ARGV[9]) - keep
     granted = math.max(math.min(up_to, cap), need)
     granted = math.max(math.min(granted, math.max(free, need)), 0)
+    -- A top-up (need 0) below the slack is rounding residue of the cap (seen: 1.4e-17),
+    -- not money: granting it keeps the lease from ever being capped, so it tops up again.
+    if need <= 0 and granted < 1e-9 then granted = 0 end
   end
 end
 local total = keep + math.max(granted, 0)

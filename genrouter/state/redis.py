@@ -55,6 +55,7 @@ _LATENCY_TAU_S = 300.0  # an estimate this old weighs 1/e of a fresh one
 _ALPHA = 0.3
 _STALE_S = 1.0  # on the loop, a polled fact this much past cache_s is still used
 _MAX_KEYS = 4096
+_GRANT_TRIES = 3  # a reservation asks Redis at most this often before it is refused
 
 
 def _ms(seconds: float) -> int:
@@ -94,6 +95,7 @@ class RedisBackend:
         self._shas: list[str] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._closing = False  # close() began: budget jobs from now on only give back
         # Reads: key -> (monotonic time read, value); what to re-read, and when last wanted.
         self._cache: dict[str, tuple[float, Any]] = {}
         self._wanted: dict[str, float] = {}  # key -> when a decision last read it
@@ -163,12 +165,13 @@ class RedisBackend:
         *,
         failed: Callable[[], None] | None = None,
         abandoned: Callable[[Any], None] | None = None,
+        serial: bool = False,
     ) -> Future[Any] | None:
         """Queue a job for the I/O thread; ``None`` while Redis is down or after close."""
         if self._closed or self._down():
             return None
         future: Future[Any] = Future()
-        self._ensure_io().submit(Job(build, parse, future, failed, abandoned))
+        self._ensure_io().submit(Job(build, parse, future, failed, abandoned, serial))
         return future
 
     def _wait(self, future: Future[Any] | None) -> Any:
@@ -299,6 +302,10 @@ class RedisBackend:
         """Give back the lease, send unsent spend, stop the I/O thread (bounded)."""
         if self._closed:
             return
+        # From here on no budget job asks for money: a top-up queued before (or a
+        # housekeeping one queued while this waits) would otherwise lease money again after
+        # the give-back, held on Redis by a process that is gone until reservation_ttl_s.
+        self._closing = True
         if self._io is not None:
             self._wait(self._budget_job(need=0.0, want=0.0, give_back=True))
         self._closed = True
@@ -467,12 +474,13 @@ class RedisBackend:
         def build(pipe: Any) -> None:
             with self._lock:
                 spend = lease.take_spend()
-                if give_back or time.monotonic() >= lease.alive_until:
+                closing = self._closing
+                if give_back or closing or time.monotonic() >= lease.alive_until:
                     lease.left = 0.0  # given back, or already dropped on Redis
                 sent.append(spend)
                 keep = lease.keep()
-                at_least = max(need - lease.left, 0.0) if need > 0 else 0.0
-                up_to = max(want - lease.left, at_least) if want > 0 else at_least
+                at_least = max(need - lease.left, 0.0) if need > 0 and not closing else 0.0
+                up_to = max(want - lease.left, at_least) if want > 0 and not closing else at_least
                 limit, window = lease.limit_usd, lease.window_s
             args = [_ms(window), lease.id, repr(spend), repr(keep), repr(at_least), repr(up_to)]
             args += [repr(limit), _ms(self._config.reservation_ttl_s), repr(LEASE_SHARE)]
@@ -489,10 +497,13 @@ class RedisBackend:
             with self._lock:
                 lease.unsent_back(sent[-1] if sent else 0.0)
 
-        return self._submit(build, parse, failed=failed)
+        # Serial: this build reads the lease an earlier budget job's grant changes.
+        return self._submit(build, parse, failed=failed, serial=True)
 
     def _budget_housekeeping(self, now: float) -> list[Job]:
         lease = self._budget
+        if self._closing:
+            return []
         with self._lock:
             action = lease.due(now, self._config.cache_s, self._config.reservation_ttl_s)
         if action is None:
@@ -515,11 +526,26 @@ class RedisBackend:
                 return True
         # Not enough leased: ask Redis for more now (the one budget step that waits).
         wanted = amount * LEASE_CALLS
-        granted = self._wait(self._budget_job(need=amount, want=wanted, give_back=False))
-        if granted is None:
-            return None
         with self._lock:
-            return lease.take(rid, amount, time.monotonic())
+            lease.claiming += 1  # housekeeping gives nothing back until this call took its part
+        try:
+            for _ in range(_GRANT_TRIES):
+                job = self._budget_job(need=amount, want=wanted, give_back=False)
+                granted = self._wait(job)
+                if granted is None:
+                    return None
+                with self._lock:
+                    if lease.take(rid, amount, time.monotonic()):
+                        return True
+                if granted < 0:
+                    return False  # Redis has not this much free
+                # Granted, but gone before this thread took it: another thread of this
+                # process took it first, or this thread ran so late that the lease passed
+                # its local expiry (0.9 * reservation_ttl_s). Ask again, do not refuse.
+            return False
+        finally:
+            with self._lock:
+                lease.claiming -= 1
 
     def settle(self, rid: str, cost: float, *, window_s: float) -> None:
         with self._lock:
