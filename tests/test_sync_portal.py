@@ -7,23 +7,13 @@ import _thread
 import asyncio
 import threading
 import time
-from typing import Any
 
 import pytest
 
-from genrouter import AsyncHooks, Client, GenRouterError, MessageParam
+from genrouter import AsyncHooks, Client, GenRouterError
 from genrouter.testing import FakeLLMServer, Reply
 from genrouter.types import Attempt
-
-HELLO: list[MessageParam] = [{"role": "user", "content": "hi"}]
-
-
-def config(server: FakeLLMServer) -> dict[str, Any]:
-    return {
-        "providers": {"p": {"type": "openai_compatible", "base_url": server.openai_base_url}},
-        "models": {"p/m": {}},
-        "routes": {"default": {"candidates": ["p/m"], "retry": {"attempts": 1}}},
-    }
+from tests.test_sync_shutdown import HELLO, config
 
 
 def test_the_portal_thread_is_anyios() -> None:
