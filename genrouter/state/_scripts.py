@@ -6,7 +6,7 @@ Numbers go back as strings: Redis truncates a Lua number in a reply to an intege
 
 from __future__ import annotations
 
-__all__ = ["BUCKETS", "BUDGET", "CLAIM", "FAILURE", "LATENCY"]
+__all__ = ["BUCKETS", "BUDGET", "CLAIM", "FAILURE", "LATENCY", "NOW_MS"]
 
 BUCKETS = 64  # budget buckets per window (as the local Budget)
 
@@ -32,7 +32,8 @@ if redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[1]) then return 1 end
 return 0
 """
 
-_NOW_MS = """
+# Redis's own clock in milliseconds, as `now` (every script that ages things uses it).
+NOW_MS = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
@@ -46,7 +47,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 # `need` does not fit; the
 # lease becomes keep + granted. Invariant at every grant: spent + every lease <= limit.
 BUDGET = (
-    _NOW_MS
+    NOW_MS
     + """
 local window = tonumber(ARGV[1])
 local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
@@ -115,7 +116,7 @@ return {tostring(granted), tostring(spent), tostring(others)}
 # The old estimate decays with its age before the new observation is folded in; answers
 # with the merged row.
 LATENCY = (
-    _NOW_MS
+    NOW_MS
     + """
 local at = tonumber(redis.call('HGET', KEYS[1], 'at') or '0')
 local keep = 1 - tonumber(ARGV[4])

@@ -29,20 +29,16 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from genrouter.config import StateConfig, redact_url
+from genrouter.state._scripts import NOW_MS
 from genrouter.state.limits import BUCKETS, MemoryLimits, RateVerdict
 
 __all__ = ["RedisLimits"]
 
 logger = logging.getLogger("genrouter")
 
-_NOW_MS = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
-
 # KEYS: rate set. ARGV: limit, window_ms, member. -> {1, 0} taken, {0, ms until a slot frees}
 _HIT = (
-    _NOW_MS
+    NOW_MS
     + """
 local window = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
@@ -61,7 +57,7 @@ return {1, 0}
 
 # KEYS: spend hash. ARGV: window_ms, cost (0: only read). -> the window's total, as a string
 _SPEND = (
-    _NOW_MS
+    NOW_MS
     + """
 local window = tonumber(ARGV[1])
 local bucket = math.floor(now * """
