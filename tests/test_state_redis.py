@@ -44,6 +44,16 @@ def state(server: RedisServer, **extra: Any) -> dict[str, Any]:
     }
 
 
+def one_priced_model(fake: FakeLLMServer) -> dict[str, Any]:
+    """One priced model on *fake* under a $10 budget (add a ``state`` section)."""
+    return {
+        "providers": {"one": {"type": "openai_compatible", "base_url": fake.openai_base_url}},
+        "models": {"one/m": {"context_window": 8000, "input_price": 1.0, "output_price": 1.0}},
+        "routes": {"default": {"candidates": ["one/m"]}},
+        "budget": {"limit_usd": 10.0},
+    }
+
+
 def run_workers(
     config: dict[str, Any], *, requests: int, gap_s: float, warmup: str | None = None
 ) -> list[dict[str, Any]]:
@@ -147,14 +157,7 @@ async def test_redis_down_mid_run_falls_back_to_local_state_and_says_so_once(
     try:
         async with FakeLLMServer() as fake:
             config = {
-                "providers": {
-                    "one": {"type": "openai_compatible", "base_url": fake.openai_base_url}
-                },
-                "models": {
-                    "one/m": {"context_window": 8000, "input_price": 1.0, "output_price": 1.0}
-                },
-                "routes": {"default": {"candidates": ["one/m"]}},
-                "budget": {"limit_usd": 10.0},
+                **one_priced_model(fake),
                 # A wide socket timeout: under CPU load a 50 ms one expires while the I/O
                 # thread waits for a CPU, and Redis is found "down" before the kill (then
                 # the first reply has the note, or the warning is logged twice). A killed
@@ -336,14 +339,7 @@ async def test_a_hung_redis_never_stalls_the_event_loop_and_falls_back_once(
     try:
         async with FakeLLMServer() as fake:
             config = {
-                "providers": {
-                    "one": {"type": "openai_compatible", "base_url": fake.openai_base_url}
-                },
-                "models": {
-                    "one/m": {"context_window": 8000, "input_price": 1.0, "output_price": 1.0}
-                },
-                "routes": {"default": {"candidates": ["one/m"]}},
-                "budget": {"limit_usd": 10.0},
+                **one_priced_model(fake),
                 "state": state(server, timeout_s=timeout_s, retry_s=60.0, cache_s=0.0),
             }
             async with AsyncClient(config, env={}) as client:
