@@ -221,14 +221,18 @@ class AsyncClient:
             import httpx2
 
             pool = self._config.pool
+            limits = httpx2.Limits(
+                max_connections=pool.max_connections,
+                max_keepalive_connections=pool.max_keepalive_connections,
+                keepalive_expiry=pool.keepalive_expiry_s,
+            )
+            from genrouter._transport_choice import transport_options
+
             self._http = httpx2.AsyncClient(
                 timeout=httpx2.Timeout(self._config.timeout_s, connect=5.0),
-                limits=httpx2.Limits(
-                    max_connections=pool.max_connections,
-                    max_keepalive_connections=pool.max_keepalive_connections,
-                    keepalive_expiry=pool.keepalive_expiry_s,
-                ),
+                limits=limits,
                 trust_env=True,
+                **transport_options(pool.transport, limits),
             )
         return self._http
 

@@ -317,6 +317,9 @@ class PoolConfig(_Strict):
     max_connections: int = Field(default=100, ge=1)
     max_keepalive_connections: int = Field(default=20, ge=0)
     keepalive_expiry_s: float = Field(default=5.0, gt=0)
+    # "genrouter": HTTP/1.1 on asyncio Protocols + httptools (genrouter/_transport.py);
+    # "httpx": httpx2's own transport (httpcore2), the escape hatch. See docs/routing.md.
+    transport: Literal["genrouter", "httpx"] = "genrouter"
 
 
 class BudgetConfig(_Strict):
