@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx2
 import pytest
@@ -464,3 +464,24 @@ async def test_request_headers_and_body_reach_the_server_as_sent() -> None:
         assert b"\r\nHost: 127.0.0.1:" in sent
         assert b"\r\nAuthorization: Bearer sk-test\r\n" in sent
         assert sent.endswith(b'{"a":1}')
+
+
+UVLOOP_CASES = [
+    test_keep_alive_reuses_one_connection,
+    test_an_idle_connection_the_peer_closed_is_not_reused,
+    test_a_body_delimited_by_the_connection_closing,
+    test_chunked_body_with_extensions_and_trailers_then_reuse,
+    test_a_large_body_pauses_reading_until_the_reader_catches_up,
+    test_read_timeout_mid_body_frees_the_slot,
+    test_connect_refused_is_a_connect_error,
+    test_pool_timeout_with_one_connection_then_the_slot_comes_back,
+    test_cancellation_mid_body_leaves_the_pool_consistent,
+    test_early_aclose_drops_the_connection,
+]
+
+
+@pytest.mark.parametrize("case", UVLOOP_CASES, ids=[c.__name__[5:] for c in UVLOOP_CASES])
+def test_the_same_under_uvloop(case: Callable[[], Awaitable[None]]) -> None:
+    """uvloop's transports differ from asyncio's (they are not asyncio.Transport subclasses)."""
+    uvloop = pytest.importorskip("uvloop")
+    uvloop.run(case())
