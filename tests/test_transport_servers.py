@@ -4,6 +4,7 @@ FakeLLMServer's faults and the real llama.cpp server; ``[pool] transport = "http
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import sys
 from pathlib import Path
@@ -279,3 +280,12 @@ async def test_real_llama_server_through_it(llama_server: LlamaServer) -> None:
         finish = [c.choices[0].finish_reason async for c in stream if c.choices]
         assert finish[-1] in ("stop", "length")
         assert transport._slots == transport._idle_count == 1  # one connection, kept alive
+
+
+async def test_the_documented_escape_hatch_loads(tmp_path: Path) -> None:
+    page = (Path(__file__).parents[1] / "docs" / "routing.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"```toml\n(.*?)```", page, re.S) if "transport" in b]
+    path = tmp_path / "genrouter.toml"
+    path.write_text(block, encoding="utf-8")
+    async with AsyncClient(path, env={}) as client:
+        assert isinstance(main_transport(client), httpx2.AsyncHTTPTransport)
