@@ -10,8 +10,8 @@ from prepared bytes), taking turns call by call, one process, one run per event 
 
 A request is a POST + ``json.loads`` of the answer; a stream is a POST whose SSE body (37
 events: role, 35 content chunks, finish, ``[DONE]``) is read to its end. Prints the median
-and p90 latency and the CPU time (user + system, this thread) per call, and each median's
-ratio to the floor's.
+and p90 latency, the mean, and the mean CPU time (user + system, this thread) per call, and
+each median's ratio to the floor's.
 
     python bench/transport.py [-n 400] [--warmup 50] [--loops asyncio,uvloop]
 """
@@ -148,6 +148,7 @@ async def measure(base_url: str, n: int, warmup: int) -> dict[str, dict[str, flo
         name: {
             "p50_us": statistics.median(values) * 1e6,
             "p90_us": statistics.quantiles(values, n=10)[-1] * 1e6,
+            "mean_us": statistics.fmean(values) * 1e6,
             "cpu_us": cpu[name] / len(values) * 1e6,
         }
         for name, values in times.items()
@@ -179,11 +180,15 @@ def main() -> int:
         for loop_name in args.loops.split(","):
             results = run_on(loop_name, measure(base_url, args.n, args.warmup))
             print(f"\n{loop_name}: {args.n} calls of each kind, interleaved")
-            print(f"{'':20s} {'p50 µs':>8s} {'p90 µs':>8s} {'CPU µs':>8s} {'p50 / floor':>12s}")
+            print(
+                f"{'':20s} {'p50 µs':>8s} {'p90 µs':>8s} {'mean µs':>8s} {'CPU µs':>8s}"
+                f" {'p50 / floor':>12s}"
+            )
             for name, row in results.items():
                 floor = results[name.split()[0] + " floor"]["p50_us"]
                 print(
-                    f"{name:20s} {row['p50_us']:8.0f} {row['p90_us']:8.0f} {row['cpu_us']:8.0f}"
+                    f"{name:20s} {row['p50_us']:8.0f} {row['p90_us']:8.0f} {row['mean_us']:8.0f}"
+                    f" {row['cpu_us']:8.0f}"
                     f" {row['p50_us'] / floor:11.2f}x"
                 )
     finally:

@@ -466,6 +466,21 @@ async def test_request_headers_and_body_reach_the_server_as_sent() -> None:
         assert sent.endswith(b'{"a":1}')
 
 
+async def test_write_timeout_when_the_server_does_not_read() -> None:
+    async with raw_server(serve_nothing_read) as server:
+        t = transport()
+        async with httpx2.AsyncClient(transport=t, timeout=httpx2.Timeout(5, write=0.3)) as client:
+            with pytest.raises(httpx2.WriteTimeout):
+                await client.post(server.url, content=b"x" * (32 * 1024 * 1024))
+            assert (slots(t), idle(t)) == (0, 0)
+
+
+async def serve_nothing_read(
+    r: asyncio.StreamReader, w: asyncio.StreamWriter, s: RawServer
+) -> None:
+    await asyncio.sleep(10)  # neither reads nor answers; cancelled when the test ends
+
+
 UVLOOP_CASES = [
     test_keep_alive_reuses_one_connection,
     test_an_idle_connection_the_peer_closed_is_not_reused,
@@ -477,6 +492,7 @@ UVLOOP_CASES = [
     test_pool_timeout_with_one_connection_then_the_slot_comes_back,
     test_cancellation_mid_body_leaves_the_pool_consistent,
     test_early_aclose_drops_the_connection,
+    test_write_timeout_when_the_server_does_not_read,
 ]
 
 
