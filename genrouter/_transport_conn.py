@@ -11,6 +11,8 @@ resumes once the reader has taken them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
@@ -288,8 +290,17 @@ class Connection(asyncio.Protocol):
     def close(self) -> None:
         self.lost = True
         self.on_lost_while_idle = None
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is None:
+            return
+        if not self.loop.is_closed():
+            transport.close()
+            return
+        # A closed loop can no longer run the close: at least tell the peer.
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def _expire(future: asyncio.Future[None], make_error: Callable[[], BaseException]) -> None:

@@ -289,3 +289,31 @@ async def test_the_documented_escape_hatch_loads(tmp_path: Path) -> None:
     path.write_text(block, encoding="utf-8")
     async with AsyncClient(path, env={}) as client:
         assert isinstance(main_transport(client), httpx2.AsyncHTTPTransport)
+
+
+def test_a_second_event_loop_gets_httpx2s_transport() -> None:
+    """The pool belongs to the first loop; a later ``asyncio.run`` goes through httpx2's.
+
+    (With httpx2's default transport alone, the second ``asyncio.run`` fails: "Event loop is
+    closed". No idle connection is kept here: one left on a closed loop can only be shut down,
+    and its transport warns when collected.)
+    """
+
+    async def ask(client: AsyncClient) -> str | None:
+        response = await client.chat.completions.create(
+            model="fake/m", messages=[{"role": "user", "content": "again"}]
+        )
+        return response.choices[0].message.content
+
+    async def ask_and_close(client: AsyncClient) -> str | None:
+        try:
+            return await ask(client)
+        finally:
+            transport = main_transport(client)
+            assert isinstance(transport, AsyncioHTTP1Transport) and transport._fallback is not None
+            await client.aclose()  # also closes the first loop's idle connection
+
+    with FakeLLMServer() as server:
+        client = AsyncClient(fake_config(server, max_keepalive_connections=0), env={})
+        assert asyncio.run(ask(client)) == "echo: again"
+        assert asyncio.run(ask_and_close(client)) == "echo: again"
