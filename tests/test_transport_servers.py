@@ -221,6 +221,22 @@ async def test_a_tls_handshake_that_never_ends_is_a_connect_timeout() -> None:
             assert t._slots == 0
 
 
+async def test_cancelled_during_the_tls_handshake_frees_the_slot() -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, s: RawServer) -> None:
+        await r.read()  # never answers the ClientHello
+
+    async with raw_server(handler) as server:
+        t = AsyncioHTTP1Transport(limits=LIMITS)
+        async with httpx2.AsyncClient(transport=t) as client:
+            task = asyncio.create_task(client.get(server.url.replace("http://", "https://")))
+            while server.accepted == 0:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert (t._slots, t._active) == (0, set())
+
+
 # -- proxies from the environment ------------------------------------------------------------
 
 
@@ -240,13 +256,15 @@ async def test_env_proxies_are_mounted_as_httpx2_mounts_them(
         for name in ("ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("HTTP_PROXY", proxy_server.url)
+        monkeypatch.setenv("HTTPS_PROXY", proxy_server.url)  # mounted alike (not used here)
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
         with_ours = httpx2.AsyncClient(trust_env=True, **transport_options("genrouter", LIMITS))
         httpx2s = httpx2.AsyncClient(trust_env=True)
         async with with_ours, httpx2s:
             ours = {p.pattern: type(t) for p, t in with_ours._mounts.items()}
             theirs = {p.pattern: type(t) for p, t in httpx2s._mounts.items()}
-            assert ours == theirs and ours  # the same patterns, the same kinds of transport
+            assert ours == theirs  # the same patterns, the same kinds of transport
+            assert {"http://", "https://", "all://127.0.0.1"} <= set(ours)
             response = await with_ours.get("http://models.invalid/v1/models")
             assert response.text == "from the proxy"
             assert proxy_server.requests[0].startswith(b"GET http://models.invalid/v1/models ")
