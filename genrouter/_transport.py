@@ -44,6 +44,9 @@ __all__ = ["AsyncioHTTP1Transport", "build_mounts"]
 Origin = tuple[bytes, str, int]
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _PRUNE_EVERY_S = 1.0
+# An idle connection older than this is polled before reuse: the peer's FIN may be in the
+# socket before the loop has run its callbacks (a busy loop). Hot connections skip the syscall.
+_CHECK_IDLE_S = 0.5
 
 
 class AsyncioHTTP1Transport(httpx2.AsyncBaseTransport):
@@ -150,7 +153,12 @@ class AsyncioHTTP1Transport(httpx2.AsyncBaseTransport):
             conn = idle.pop()
             self._idle_count -= 1
             conn.on_lost_while_idle = None
-            if conn.lost or now - conn.idle_since > self._expiry:
+            idle_for = now - conn.idle_since
+            if (
+                conn.lost
+                or idle_for > self._expiry
+                or (idle_for > _CHECK_IDLE_S and conn.readable())
+            ):
                 self._discard(conn)
                 continue
             self._active.add(conn)

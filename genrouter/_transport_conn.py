@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import socket
 from collections import deque
 from collections.abc import Callable
@@ -78,6 +79,11 @@ class Connection(asyncio.Protocol):
         self._active = False
         self._parser = None
         self._body.clear()
+        self._buffered = 0
+        if self._read_paused:  # (a complete body closed unread): the next response must flow
+            self._read_paused = False
+            if self.transport is not None and not self.lost:
+                self.transport.resume_reading()
 
     # -- asyncio.Protocol -----------------------------------------------------------------
 
@@ -286,6 +292,19 @@ class Connection(asyncio.Protocol):
             self._drain = None
             if timer is not None:
                 timer.cancel()
+
+    def readable(self) -> bool:
+        """Whether the idle socket has bytes or EOF waiting that the loop has not delivered yet.
+
+        Either means the connection cannot carry a new request (httpcore checks the same).
+        """
+        transport = self.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None or not hasattr(select, "poll"):
+            return False
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
 
     def close(self) -> None:
         self.lost = True

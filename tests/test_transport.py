@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import socket
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx2
@@ -481,6 +484,58 @@ async def serve_nothing_read(
     await asyncio.sleep(10)  # neither reads nor answers; cancelled when the test ends
 
 
+async def test_a_complete_body_closed_unread_leaves_a_reusable_connection() -> None:
+    big = b"y" * (300 * 1024)  # the last read both crosses the pause mark and ends the body
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, s: RawServer) -> None:
+        await serve_keepalive(r, w, s, ok(big))
+
+    async with raw_server(handler) as server:
+        t = transport()
+        async with httpx2.AsyncClient(transport=t, timeout=httpx2.Timeout(5)) as client:
+            async with client.stream("GET", server.url):
+                await wait_until(lambda: any(c.complete for c in t._active))
+            assert idle(t) == 1  # everything arrived: kept, and reading resumed
+            assert (await client.get(server.url)).content == big
+        assert server.accepted == 1
+
+
+def test_an_idle_connection_with_an_unseen_eof_is_not_reused() -> None:
+    """The peer's FIN is in the socket but the loop has not run since: poll before reuse."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        for _ in range(2):
+            sock, _ = listener.accept()
+            accepted.append(sock)
+            sock.recv(65536)
+            sock.sendall(ok(b"hi"))
+
+    async def scenario() -> None:
+        t = transport()
+        async with httpx2.AsyncClient(transport=t) as client:
+            assert (await client.get(f"http://127.0.0.1:{port}/")).text == "hi"
+            accepted[0].close()  # FIN sent...
+            time.sleep(0.7)  # ...while the loop cannot run: no eof_received yet
+            (conn,) = t._idle[(b"http", "127.0.0.1", port)]
+            assert not conn.lost
+            assert (await client.get(f"http://127.0.0.1:{port}/")).text == "hi"
+            assert conn.lost and idle(t) == 1
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.join(5)
+        for sock in accepted:
+            sock.close()
+        listener.close()
+    assert len(accepted) == 2
+
+
 UVLOOP_CASES = [
     test_keep_alive_reuses_one_connection,
     test_an_idle_connection_the_peer_closed_is_not_reused,
@@ -493,6 +548,7 @@ UVLOOP_CASES = [
     test_cancellation_mid_body_leaves_the_pool_consistent,
     test_early_aclose_drops_the_connection,
     test_write_timeout_when_the_server_does_not_read,
+    test_a_complete_body_closed_unread_leaves_a_reusable_connection,
 ]
 
 
