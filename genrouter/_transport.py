@@ -99,10 +99,12 @@ class AsyncioHTTP1Transport(httpx2.AsyncBaseTransport):
             raise RuntimeError("the transport has been closed")
         origin: Origin = (scheme, url.raw_host.decode("ascii"), url.port or _DEFAULT_PORTS[scheme])
         timeouts: Mapping[str, float | None] = request.extensions.get("timeout", {})
+        head, close = _request_head(request)
         conn = await self._acquire(origin, request, timeouts)
         try:
             conn.begin(request)
-            await _send_request(conn, request, timeouts.get("write"))
+            conn.close_after = close
+            await _send_request(conn, request, head, timeouts.get("write"))
             await conn.wait_headers(timeouts.get("read"))
         except BaseException:
             conn.finish()
@@ -340,24 +342,39 @@ def _pool_timeout(waiter: asyncio.Future[Any], request: httpx2.Request) -> None:
         )
 
 
-async def _send_request(
-    conn: Connection, request: httpx2.Request, write_timeout: float | None
-) -> None:
-    url = request.url
-    head = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
-    for name, value in request.headers.raw:
-        head += (name, b": ", value, b"\r\n")
+def _request_head(request: httpx2.Request) -> tuple[bytes, bool]:
+    """The request line and headers, and whether they say ``Connection: close``.
+
+    A CR, LF or NUL inside the method, a header name or a value would let a caller's string
+    start a header (or a request) of its own: refused, as h11 refuses it, before any I/O.
+    """
+    parts = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
+    close = False
+    headers = request.headers.raw
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
         if name.lower() == b"connection" and value.lower() == b"close":
-            conn.close_after = True
-    head.append(b"\r\n")
+            close = True
+    parts.append(b"\r\n")
+    head = b"".join(parts)
+    lines = len(headers) + 2
+    if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\0" in head:
+        raise httpx2.LocalProtocolError(
+            "illegal character (CR, LF or NUL) in the request head", request=request
+        )
+    return head, close
+
+
+async def _send_request(
+    conn: Connection, request: httpx2.Request, head: bytes, write_timeout: float | None
+) -> None:
     try:
         body = request.content
     except httpx2.RequestNotRead:
-        await conn.write(b"".join(head), write_timeout)
+        await conn.write(head, write_timeout)
         await _send_stream(conn, request, write_timeout)
         return
-    head.append(body)
-    await conn.write(b"".join(head), write_timeout)
+    await conn.write(head + body, write_timeout)
 
 
 async def _send_stream(

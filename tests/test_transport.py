@@ -536,6 +536,21 @@ def test_an_idle_connection_with_an_unseen_eof_is_not_reused() -> None:
     assert len(accepted) == 2
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-A": "a\r\nX-Injected: 1"}, {"X-A": "a\nb"}, {"X-A": "a\rb"}, {"X-A": "a\0b"}],
+    ids=["crlf", "lf", "cr", "nul"],
+)
+async def test_a_header_that_would_split_the_request_is_refused(headers: dict[str, str]) -> None:
+    async with raw_server(serve_nothing) as server:
+        t = transport()
+        async with httpx2.AsyncClient(transport=t) as client:
+            with pytest.raises(httpx2.LocalProtocolError, match="illegal character"):
+                await client.get(server.url, headers=headers)
+            assert slots(t) == 0
+        assert server.accepted == 0
+
+
 UVLOOP_CASES = [
     test_keep_alive_reuses_one_connection,
     test_an_idle_connection_the_peer_closed_is_not_reused,
