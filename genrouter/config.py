@@ -311,14 +311,14 @@ class PoolConfig(_Strict):
     """The client's own HTTP connection pool (shared by every remote provider).
 
     A request waiting for a free connection is genrouter's congestion, not the model's: that
-    wait never counts against a model's health.
+    wait never counts against a model's health. ``transport``: ``"genrouter"`` (HTTP/1.1 on
+    asyncio Protocols + httptools under httpx2's client layer) or ``"httpx"`` (httpx2's own).
     """
 
     max_connections: int = Field(default=100, ge=1)
     max_keepalive_connections: int = Field(default=20, ge=0)
     keepalive_expiry_s: float = Field(default=5.0, gt=0)
-    # "genrouter": HTTP/1.1 on asyncio Protocols + httptools (genrouter/_transport.py);
-    # "httpx": httpx2's own transport (httpcore2), the escape hatch. See docs/routing.md.
+    # See docs/routing.md ("httpx" is the escape hatch; genrouter/_transport.py is the default).
     transport: Literal["genrouter", "httpx"] = "genrouter"
 
 
