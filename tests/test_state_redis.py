@@ -402,6 +402,10 @@ async def test_latency_estimates_are_shared_with_processes_that_never_called_the
                 _ = [chunk async for chunk in stream]
             seen = caller.health.stats("slow/m").ttft_ms
             assert seen is not None and seen >= 400
+            # The caller sends its latency in the background: let it land before others read.
+            backend = caller.health.shared
+            assert isinstance(backend, RedisBackend)
+            await asyncio.to_thread(backend.flush)
 
             def estimate(client: AsyncClient) -> float:
                 decision = client.route(model="slow/m", messages=HI)
