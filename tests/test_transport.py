@@ -214,9 +214,8 @@ async def test_a_large_body_pauses_reading_until_the_reader_catches_up() -> None
             async with client.stream("GET", server.url) as response:
                 chunks = response.aiter_raw()
                 got = len(await anext(chunks))
-                await asyncio.sleep(0.3)  # a slow reader: the socket must have been paused
                 (conn,) = t._active
-                assert conn._read_paused
+                await wait_until(lambda: conn._read_paused)  # a slow reader: the socket pauses
                 assert conn._buffered < 2 * 1024 * 1024  # bounded, not the whole 16 MiB
                 async for chunk in chunks:
                     got += len(chunk)
