@@ -152,7 +152,9 @@ _ImageRule = Callable[[int, int, Detail], int]
 _TEXT_ONLY = frozenset({"text"})
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per candidate per request, and a frozen dataclass's __init__
+# costs about twice a plain one's (object.__setattr__ per field). Nothing mutates it.
+@dataclass(slots=True)
 class TokenCount:
     """A prompt's token count and how it was obtained (``"tiktoken:o200k_base"``, ``"qwen"``,
     ``"estimate"``). ``uncertainty`` is the relative error to allow for: 0 for a real
