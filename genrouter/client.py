@@ -448,8 +448,8 @@ class AsyncClient:
                 or config.first_token_timeout_s
             ),
         )
+        notes = execution.info.notes
         if plan.decision.notes:
-            notes = execution.info.notes
             notes.extend(n for n in plan.decision.notes if n not in notes)
         if self._shared is not None and (degraded := self._shared.note()) is not None:
             notes.append(degraded)

@@ -406,6 +406,8 @@ class Execution:
         )
 
     def _merge_call_notes(self, call: ProviderCall) -> None:
+        if not call.dropped_params and not call.notes:
+            return
         for name in call.dropped_params:
             if name not in self.info.dropped_params:
                 self.info.dropped_params.append(name)
