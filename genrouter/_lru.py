@@ -36,9 +36,12 @@ class LRUDict(OrderedDict[K, V]):
 
     def get(self, key: K, default: V | None = None) -> V | None:  # type: ignore[override]
         """The value for *key* (renewing it), or *default*."""
-        if key in self:
-            return self[key]
-        return default
+        try:  # one lookup, not `in` then `[]` (several per request: health, plans)
+            value = OrderedDict.__getitem__(self, key)
+        except KeyError:
+            return default
+        self.move_to_end(key)
+        return value
 
     def __setitem__(self, key: K, value: V) -> None:
         super().__setitem__(key, value)

@@ -453,7 +453,8 @@ class AsyncClient:
             ),
         )
         notes = execution.info.notes
-        notes.extend(n for n in plan.decision.notes if n not in notes)
+        if plan.decision.notes:
+            notes.extend(n for n in plan.decision.notes if n not in notes)
         if self._shared is not None and (degraded := self._shared.note()) is not None:
             notes.append(degraded)
         return execution
@@ -473,8 +474,7 @@ class AsyncClient:
         if (
             isinstance(target, str)
             and target in self._planned_for
-            and not _has_media(messages)
-            and not _is_long(messages)
+            and _short_text(messages)
             and not _first_schema(params)
         ):
             return self._plan(params)
@@ -727,19 +727,26 @@ class AsyncCompletions:
         return AsyncChatCompletionStreamManager(open_stream, output, self._client.model_spec)
 
 
-def _has_media(messages: object) -> bool:
-    """Whether any message has a content list (images, video): cheap, errs towards yes."""
+def _short_text(messages: object) -> bool:
+    """Whether *messages* are plain text (no content list: images, video) short enough to
+    count inline (at most :data:`_LONG_TEXT_CHARS`); errs towards no."""
     if not isinstance(messages, list | tuple):
-        return True
+        return False
+    total = 0
     for message in messages:
-        content = (
-            message.get("content")
-            if isinstance(message, Mapping)
-            else getattr(message, "content", None)
-        )
-        if content is not None and not isinstance(content, str):
-            return True
-    return False
+        if type(message) is dict:
+            content = message.get("content")
+        else:
+            content = (
+                message.get("content")
+                if isinstance(message, Mapping)
+                else getattr(message, "content", None)
+            )
+        if isinstance(content, str):
+            total += len(content)
+        elif content is not None:
+            return False  # a content list (images, video)
+    return total <= _LONG_TEXT_CHARS
 
 
 def _default_today() -> Callable[[], date]:
@@ -759,22 +766,6 @@ def _first_schema(params: Mapping[str, Any]) -> bool:
 # Above this many characters of text, counting a prompt's tokens takes milliseconds (~0.3 ms
 # per KB with tiktoken here): plan it on a worker thread.
 _LONG_TEXT_CHARS = 32_000
-
-
-def _is_long(messages: object) -> bool:
-    """Whether the messages' text is long enough that counting it would stall the loop."""
-    if not isinstance(messages, list | tuple):
-        return True
-    total = 0
-    for message in messages:
-        content = (
-            message.get("content")
-            if isinstance(message, Mapping)
-            else getattr(message, "content", None)
-        )
-        if isinstance(content, str):
-            total += len(content)
-    return total > _LONG_TEXT_CHARS
 
 
 def _telemetry(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -83,6 +82,10 @@ class Needs:
     tools: bool = False
     json_schema: bool = False
     json_object: bool = False
+
+
+_TEXT_ONLY = Needs()  # what most requests need: one frozen value, shared
+_JSON_FORMATS = ("json_schema", "json_object")
 
 
 class ChatRequest(BaseModel):
@@ -171,12 +174,15 @@ class ChatRequest(BaseModel):
 
     def needs(self) -> Needs:
         """What this request requires of a model (input modalities, tools, JSON output)."""
-        return self._needs
+        # Routing, the planner and the provider all ask; the answer depends only on fields
+        # that never change after validation, so it is computed once and kept in the
+        # instance dict (as a cached_property would, without its lock and descriptor).
+        found: Needs | None = self.__dict__.get("_needs")
+        if found is None:
+            found = self.__dict__["_needs"] = self._compute_needs()
+        return found
 
-    # Routing, the planner and the provider all ask; the answer depends only on fields that
-    # never change after validation, so it is computed once (stored in the instance dict).
-    @cached_property
-    def _needs(self) -> Needs:
+    def _compute_needs(self) -> Needs:
         modalities = {"text"}
         for message in self.messages:
             if isinstance(message, UserMessage) and not isinstance(message.content, str):
@@ -186,12 +192,17 @@ class ChatRequest(BaseModel):
                     elif isinstance(part, VideoPart | VideoFramesPart):
                         modalities.add("video")
         fmt = (self.response_format or {}).get("type")
-        return Needs(
-            modalities=frozenset(modalities),
-            tools=bool(self.tools),
-            json_schema=fmt == "json_schema",
-            json_object=fmt == "json_object",
+        needs = (
+            Needs(
+                modalities=frozenset(modalities),
+                tools=bool(self.tools),
+                json_schema=fmt == "json_schema",
+                json_object=fmt == "json_object",
+            )
+            if len(modalities) > 1 or self.tools or fmt in _JSON_FORMATS
+            else _TEXT_ONLY
         )
+        return needs
 
     def continued(self, partial_text: str) -> ChatRequest:
         """This request asking to continue *partial_text* (an assistant prefix), for resume.

@@ -15,6 +15,7 @@ import os
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import date
 from types import TracebackType
@@ -28,7 +29,7 @@ from genrouter.errors import GenRouterError
 from genrouter.providers.base import Provider
 from genrouter.routing.hooks import AsyncHooks
 from genrouter.streaming import AsyncChatStream, ChatStream
-from genrouter.types import ChatCompletion, RouteDecision
+from genrouter.types import ChatCompletion, ChatCompletionChunk, RouteDecision
 from genrouter.validation import check_params
 
 if TYPE_CHECKING:
@@ -193,6 +194,97 @@ def _loop_thread_and_host() -> tuple[
     current = asyncio.current_task()
     host = frozenset(t for t in asyncio.all_tasks() if t is not current)
     return asyncio.get_running_loop(), threading.current_thread(), host
+
+
+# At most this many chunks come back from the portal in one round trip.
+_BATCH = 64
+
+
+async def _next_or_end(inner: AsyncChatStream) -> ChatCompletionChunk | None:
+    """The stream's next chunk, or ``None`` at its end."""
+    try:
+        return await inner.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+class _BatchedChatStream(ChatStream):
+    """A :class:`ChatStream` that brings chunks back from the portal in batches.
+
+    One round trip to the portal's thread costs about as much as a whole chunk's work, and a
+    sync stream paid one per chunk. Here each round trip waits for the next chunk as before,
+    then takes the chunks that are ready at once (the next ``__anext__`` completes within one
+    turn of the loop: already-received data), up to :data:`_BATCH`. A read that would wait is
+    left running on the portal and awaited by the next round trip, so no chunk waits for
+    another and none is read ahead of the network. The caller still gets each chunk once, in
+    order, and an error after the last chunk ready.
+    """
+
+    __slots__ = ("_ahead", "_buffer")
+
+    def __init__(self, inner: AsyncChatStream, portal: _Portal) -> None:
+        super().__init__(inner, portal)
+        self._buffer: deque[ChatCompletionChunk] = deque()
+        # The read left running on the portal's loop by the last round trip (or its result).
+        self._ahead: asyncio.Task[ChatCompletionChunk | None] | None = None
+
+    def __next__(self) -> ChatCompletionChunk:
+        buffer = self._buffer
+        if not buffer:
+            buffer.extend(self._portal.call(self._fetch))
+            if not buffer:
+                raise StopIteration
+        return buffer.popleft()
+
+    async def _fetch(self) -> list[ChatCompletionChunk]:
+        """On the portal: the next chunk (waited for), then those ready now."""
+        inner = self._inner
+        ahead, self._ahead = self._ahead, None
+        first = await (ahead if ahead is not None else _next_or_end(inner))
+        if first is None:
+            return []
+        chunks = [first]
+        loop = asyncio.get_running_loop()
+        while len(chunks) < _BATCH:
+            self._ahead = task = loop.create_task(_next_or_end(inner))
+            await asyncio.sleep(0)  # one turn: a chunk already received is ready after it
+            if not task.done() or task.cancelled() or task.exception() is not None:
+                break  # still waiting, or an error: the next round trip awaits it
+            chunk = task.result()
+            if chunk is None:
+                break  # the end: the next round trip sees it
+            self._ahead = None
+            chunks.append(chunk)
+        return chunks
+
+    async def _settle_ahead(self) -> None:
+        """Wait for the read left running (after ``aclose`` stopped it), result dropped."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            await asyncio.wait([ahead])
+            if not ahead.cancelled():
+                ahead.exception()  # retrieved: never delivered, so never raised
+
+    def close(self) -> None:
+        """Stop the stream and release its connection (a no-op once the client is closed,
+        which closed every open stream)."""
+        self._buffer.clear()
+        if not self._portal.closed:
+            self._portal.call(self._close)
+
+    async def _close(self) -> None:
+        await self._inner.aclose()  # stops a read left running, if any
+        await self._settle_ahead()
+
+    def until_done(self) -> ChatCompletion:
+        self._buffer.clear()  # already in the accumulator
+        return self._portal.call(self._until_done)
+
+    async def _until_done(self) -> ChatCompletion:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            await ahead  # its chunk is in the accumulator; its error is raised
+        return await self._inner.until_done()
 
 
 def _close_dropped(portal: _Portal, aclose: Callable[[], Awaitable[None]]) -> None:
@@ -377,7 +469,7 @@ class Completions:
             client._async.chat.completions.create, **call
         )
         if isinstance(result, AsyncChatStream):
-            return ChatStream(result, client._portal)
+            return _BatchedChatStream(result, client._portal)
         return result
 
     @overload

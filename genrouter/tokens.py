@@ -149,9 +149,12 @@ _HEADER_BYTES: Final = 64 * 1024
 
 Detail = Literal["auto", "low", "high"] | None
 _ImageRule = Callable[[int, int, Detail], int]
+_TEXT_ONLY = frozenset({"text"})
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per candidate per request, and a frozen dataclass's __init__
+# costs about twice a plain one's (object.__setattr__ per field). Nothing mutates it.
+@dataclass(slots=True)
 class TokenCount:
     """A prompt's token count and how it was obtained (``"tiktoken:o200k_base"``, ``"qwen"``,
     ``"estimate"``). ``uncertainty`` is the relative error to allow for: 0 for a real
@@ -306,7 +309,14 @@ class TokenCounter:
     instead). ``image_size`` is the size assumed for images whose header cannot be read.
     """
 
-    __slots__ = ("_default_size", "_encodings", "_image_sizes", "_qwen_vocab")
+    __slots__ = (
+        "_default_size",
+        "_encoders",
+        "_encodings",
+        "_image_sizes",
+        "_qwen_vocab",
+        "_role_tokens",
+    )
 
     def __init__(
         self,
@@ -319,17 +329,23 @@ class TokenCounter:
         # name -> loaded encoding, or None when it cannot be had (no dashscope).
         self._encodings: dict[str, tiktoken.Encoding | None] = {}
         self._image_sizes: OrderedDict[tuple[Any, ...], tuple[int, int] | None] = OrderedDict()
+        # tokenizer name -> (method, counter), resolved once (what _encoder loads is kept anyway)
+        self._encoders: dict[str, tuple[str, Callable[[str], int]]] = {}
+        # (method, role) -> the role's tokens: a handful of fixed strings, counted once each
+        self._role_tokens: dict[tuple[str, str], int] = {}
 
     # public API
 
     def count_prompt(self, request: ChatRequest, spec: ModelSpec) -> TokenCount:
         """The prompt tokens *request* costs on *spec*: messages, tools and media."""
         method, encode = self._encoder(spec)
-        rule = _image_rule(spec, request)
+        # Only user messages carry media, and needs() has seen them: text needs no rule.
+        text_only = request.needs().modalities == _TEXT_ONLY
+        rule = _no_media if text_only else _image_rule(spec, request)
         if method == "qwen":
             tokens = self._count_chatml(request.messages, encode, rule)
         else:
-            tokens = self._count_openai_style(request.messages, encode, rule)
+            tokens = self._count_openai_style(request.messages, encode, rule, method)
         if request.tools:
             tokens += encode(json.dumps(request.tools, separators=(",", ":"), ensure_ascii=False))
         return TokenCount(tokens, method, ESTIMATE_UNCERTAINTY if method == "estimate" else 0.0)
@@ -346,6 +362,12 @@ class TokenCounter:
 
     def _encoder(self, spec: ModelSpec) -> tuple[str, Callable[[str], int]]:
         name = spec.tokenizer or ""
+        found = self._encoders.get(name)
+        if found is None:
+            found = self._encoders[name] = self._load_encoder(name)
+        return found
+
+    def _load_encoder(self, name: str) -> tuple[str, Callable[[str], int]]:
         if name in _OPENAI_ENCODINGS:
             encoding = self._openai_encoding(name)
             return f"tiktoken:{name}", _counter(encoding)
@@ -396,13 +418,21 @@ class TokenCounter:
     # message framing
 
     def _count_openai_style(
-        self, messages: Iterable[Message], encode: Callable[[str], int], rule: _ImageRule
+        self,
+        messages: Iterable[Message],
+        encode: Callable[[str], int],
+        rule: _ImageRule,
+        method: str = "",
     ) -> int:
         # OpenAI cookbook: every message costs 3 plus its role and contents, a name 1 more,
         # and the reply is primed with 3 (<|start|>assistant<|message|>).
         total = 3
+        roles = self._role_tokens
         for message in messages:
-            total += 3 + encode(message.role)
+            role = roles.get((method, message.role))
+            if role is None:
+                role = roles[(method, message.role)] = encode(message.role)
+            total += 3 + role
             name = getattr(message, "name", None)
             if name:
                 total += 1 + encode(name)
@@ -492,6 +522,11 @@ def _image_rule(spec: ModelSpec, request: ChatRequest) -> _ImageRule:
         return openai_image_tokens(width, height, model=model, detail=detail)
 
     return openai
+
+
+def _no_media(width: int, height: int, detail: Detail) -> int:
+    """The image rule of a text-only request (never called: it has no media)."""
+    raise AssertionError("a text-only request has no media to count")
 
 
 def _counter(encoding: tiktoken.Encoding) -> Callable[[str], int]:

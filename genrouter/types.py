@@ -265,6 +265,17 @@ class RouteDecision:
         return text
 
 
+def _set_fields(model: BaseModel, /, **values: Any) -> None:
+    """Assign several fields of *model* at once, as its ``__setattr__`` would one by one.
+
+    For models without ``validate_assignment`` (such as :class:`RouteInfo`) pydantic's
+    ``__setattr__`` writes the instance dict and marks the field set; this does both for all
+    *values* in one step (the executor sets four to eight of them on every request).
+    """
+    model.__dict__.update(values)
+    model.__pydantic_fields_set__.update(values)
+
+
 class RouteInfo(BaseModel):
     """How a response was produced: which model answered, every attempt, timings and cost.
 

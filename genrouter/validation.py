@@ -70,7 +70,6 @@ _JSON_PARAMS = (
     "metadata",
     "logit_bias",
 )
-
 Path = list[str | int]
 
 
@@ -161,8 +160,9 @@ def check_params(params: Mapping[str, Any]) -> None:
     of messages, and numbers that are not finite (pydantic would say "should be ≤ 2" of NaN).
     """
     messages = params.get("messages")
-    if isinstance(messages, str | bytes | bytearray | Mapping | BaseModel) or not isinstance(
-        messages, Iterable
+    if type(messages) is not list and (  # a list (the usual case) is fine: skip the ABC checks
+        isinstance(messages, str | bytes | bytearray | Mapping | BaseModel)
+        or not isinstance(messages, Iterable)
     ):
         raise InvalidRequestError(
             f"expected a list of messages, got {type(messages).__name__}", param="messages"
@@ -188,8 +188,13 @@ def check_request(request: ChatRequest) -> ChatRequest:
             if found is not None:
                 where = _where(f"messages[{i}].{name}", found[0])
                 raise InvalidRequestError(found[1], param=where)
+    fields = request.__dict__
+    # Only the parameters the caller set can hold anything but their (clean) defaults.
+    given = request.model_fields_set
     for name in _JSON_PARAMS:
-        value = getattr(request, name, None)
+        if name not in given:
+            continue
+        value = fields.get(name)
         # An empty mapping (``provider_options`` defaults to one) is clean JSON: skip the encode.
         if value is None or (type(value) is dict and not value) or _is_clean_json(value):
             continue

@@ -70,6 +70,7 @@ from genrouter.types import (
     RouteDecision,
     RouteInfo,
     Usage,
+    _set_fields,
 )
 
 __all__ = ["Execution", "RuntimeEnv", "chunk_has_output"]
@@ -298,7 +299,8 @@ class Execution:
             retry_delay_ms=None if retry_delay_s is None else round(retry_delay_s * 1000, 3),
         )
         self.info.attempts.append(attempt)
-        self.env.telemetry.attempt_ended(self._obs, attempt, error)
+        if self._obs is not None or retry_delay_s is not None:  # else there is nothing to do
+            self.env.telemetry.attempt_ended(self._obs, attempt, error)
         if self.env.hooks.on_attempt_end is not None:
             await call_hook(self.env.hooks.on_attempt_end, attempt)
 
@@ -404,6 +406,8 @@ class Execution:
         )
 
     def _merge_call_notes(self, call: ProviderCall) -> None:
+        if not call.dropped_params and not call.notes:
+            return
         for name in call.dropped_params:
             if name not in self.info.dropped_params:
                 self.info.dropped_params.append(name)
@@ -577,9 +581,13 @@ class Execution:
         return err
 
     async def _succeeded(self, spec: ModelSpec, usage: Usage | None) -> None:
-        self.info.model, self.info.provider = spec.id, spec.provider
-        self.info.estimated_cost_usd = self._estimates.get(spec.id)
-        self.info.latency_ms = self._elapsed_ms(self.started)
+        _set_fields(
+            self.info,
+            model=spec.id,
+            provider=spec.provider,
+            estimated_cost_usd=self._estimates.get(spec.id),
+            latency_ms=self._elapsed_ms(self.started),
+        )
         self._finish_span(None)
         if self.env.hooks.on_complete is not None:
             await call_hook(self.env.hooks.on_complete, self.info)

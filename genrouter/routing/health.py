@@ -230,6 +230,16 @@ class Reachability:
     shared: StateBackend | None = None
     observer: HealthObserver | None = None  # logs the offline switch (genrouter.telemetry)
 
+    def quiet(self) -> bool:
+        """Whether nothing is marked (the usual state): no host, no network, no evidence,
+        and no shared marks to read. Then every question here has the answer "reachable"."""
+        return (
+            not self.provider_down_at
+            and self.network_down_at is None
+            and not self.network_evidence
+            and self.shared is None
+        )
+
     def register(self, provider: str, host: str) -> None:
         """Say which host *provider* talks to (providers sharing a host share its mark)."""
         self.hosts[provider] = host
@@ -268,6 +278,8 @@ class Reachability:
             self.network_down_at = now
 
     def mark_reachable(self, provider: str, *, whole_network: bool) -> None:
+        if self.quiet():
+            return  # nothing to clear
         host = self.host_of(provider)
         if self.provider_down_at.pop(host, None) is not None and self.observer is not None:
             self.observer.offline(host, False, "a call succeeded")
@@ -287,6 +299,8 @@ class Reachability:
 
         With *marked_after*, only marks made at or after that time count.
         """
+        if self.quiet():
+            return None
         window = self.config.down_for_s
         floor = float("-inf") if marked_after is None else marked_after
         down = self.network_down_at
