@@ -34,6 +34,7 @@ from genrouter.server.settings import GatewayKey, LoadedGateway
 from genrouter.server.wire import (
     DONE,
     ApiError,
+    chunk_event,
     error_body,
     error_for,
     request_params,
@@ -371,7 +372,7 @@ class Gateway:
             data["genrouter_route"] = route_json(route)
             body = json.dumps(data).encode()
         else:
-            body = completion.model_dump_json().encode()
+            body = completion.__pydantic_serializer__.to_json(completion)
         await _respond(send, 200, body, [_JSON, *route_headers(route), *extra])
         self._settle(key, route, 200, started, stream=False)
 
@@ -435,7 +436,7 @@ class Gateway:
             return
         # The first event goes out at once, whatever follows it: the caller's time to first
         # token never waits for the events behind it.
-        await held.hold(sse(chunk.model_dump_json()))
+        await held.hold(chunk_event(chunk))
         await held.flush()
         ttft = time.perf_counter() - started
         self.metrics.observe("genrouter_gateway_ttft_seconds", (), ttft)
@@ -444,7 +445,7 @@ class Gateway:
                 chunk = await next_or_flush(next_chunk(), flush)
             except StopAsyncIteration:
                 return
-            await held.hold(sse(chunk.model_dump_json()))
+            await held.hold(chunk_event(chunk))
 
     # -- accounting -------------------------------------------------------------------------
 
