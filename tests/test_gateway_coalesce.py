@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator, MutableMapping
 from typing import Any
 
 import pytest
@@ -199,7 +199,7 @@ async def _stream_through(gateway: Gateway) -> _Recorded:
         await answered.wait()
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.body":
             recorded.bodies.append((time.monotonic(), message["body"]))
 
