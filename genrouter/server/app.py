@@ -436,7 +436,7 @@ class Gateway:
             return
         # The first event goes out at once, whatever follows it: the caller's time to first
         # token never waits for the events behind it.
-        await held.hold(chunk_event(chunk))
+        held.hold(chunk_event(chunk))
         await held.flush()
         ttft = time.perf_counter() - started
         self.metrics.observe("genrouter_gateway_ttft_seconds", (), ttft)
@@ -445,7 +445,8 @@ class Gateway:
                 chunk = await next_or_flush(next_chunk(), flush)
             except StopAsyncIteration:
                 return
-            await held.hold(chunk_event(chunk))
+            if held.hold(chunk_event(chunk)):
+                await flush()
 
     # -- accounting -------------------------------------------------------------------------
 

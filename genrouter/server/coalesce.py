@@ -17,6 +17,7 @@ the caller makes the gateway wait does.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
@@ -41,12 +42,11 @@ class HeldEvents:
         self._send = send
         self._events: list[bytes] = []
 
-    async def hold(self, event: bytes) -> None:
-        """Keep *event* for the next write (written now when too many are held)."""
+    def hold(self, event: bytes) -> bool:
+        """Keep *event* for the next write; whether enough are held to write them now."""
         events = self._events
         events.append(event)
-        if len(events) >= _MOST_HELD:
-            await self.flush()
+        return len(events) >= _MOST_HELD
 
     async def flush(self) -> None:
         """Write the held events, if any, in one ``http.response.body`` message."""
@@ -62,7 +62,10 @@ class HeldEvents:
         return body
 
 
-class next_or_flush(Awaitable[T]):  # lower case: used as a function
+@types.coroutine
+def next_or_flush(
+    step: Coroutine[Any, Any, T], flush: Callable[[], Coroutine[Any, Any, None]]
+) -> Generator[Any, Any, T]:
     """Await *step*; if it cannot complete without waiting, await ``flush()`` first.
 
     ``await next_or_flush(stream.__anext__(), flush)`` gives what ``await stream.__anext__()``
@@ -71,42 +74,31 @@ class next_or_flush(Awaitable[T]):  # lower case: used as a function
     *flush* is thrown into the step at its wait, as a cancellation would be, so that the stream
     closes its upstream; then it propagates.
     """
-
-    __slots__ = ("_flush", "_step")
-
-    def __init__(
-        self, step: Coroutine[Any, Any, T], flush: Callable[[], Coroutine[Any, Any, None]]
-    ) -> None:
-        self._step = step
-        self._flush = flush
-
-    def __await__(self) -> Generator[Any, Any, T]:
-        step = self._step
+    try:
+        signal = step.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]  # ready: nothing to flush
+    # The step waits for something (a read, most likely): write what is held first.
+    try:
+        yield from flush().__await__()
+    except BaseException as exc:  # handed to the step, which re-raises it
         try:
-            signal = step.send(None)
+            signal = step.throw(exc)
         except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]  # ready: nothing to flush
-        # The step waits for something (a read, most likely): write what is held first.
+            return done.value  # type: ignore[no-any-return]
+    while True:
         try:
-            yield from self._flush().__await__()
-        except BaseException as exc:  # handed to the step, which re-raises it
+            value = yield signal
+        except GeneratorExit:
+            step.close()
+            raise
+        except BaseException as exc:  # cancellation, passed on
             try:
                 signal = step.throw(exc)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
-        while True:
+        else:
             try:
-                value = yield signal
-            except GeneratorExit:
-                step.close()
-                raise
-            except BaseException as exc:  # cancellation, passed on
-                try:
-                    signal = step.throw(exc)
-                except StopIteration as done:
-                    return done.value  # type: ignore[no-any-return]
-            else:
-                try:
-                    signal = step.send(value)
-                except StopIteration as done:
-                    return done.value  # type: ignore[no-any-return]
+                signal = step.send(value)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
