@@ -17,6 +17,7 @@ the caller makes the gateway wait does.
 
 from __future__ import annotations
 
+import asyncio
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeVar
@@ -82,6 +83,8 @@ def next_or_flush(
     try:
         yield from flush().__await__()
     except BaseException as exc:  # handed to the step, which re-raises it
+        if asyncio.isfuture(signal):
+            signal.cancel()  # its wait is over, as a cancelled task's would be
         try:
             signal = step.throw(exc)
         except StopIteration as done:
