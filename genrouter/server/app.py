@@ -80,7 +80,10 @@ class _ClientGone(Exception):
 
 def _header(value: object) -> bytes:
     # Printable ASCII only: a value can never split or end the header block.
-    return "".join(c if " " <= c <= "~" else "?" for c in str(value)).encode("ascii")
+    text = str(value)
+    if text.isascii() and text.isprintable():  # the usual case, without a pass per character
+        return text.encode("ascii")
+    return "".join(c if " " <= c <= "~" else "?" for c in text).encode("ascii")
 
 
 def route_headers(route: RouteInfo | None) -> list[tuple[bytes, bytes]]:
