@@ -264,3 +264,26 @@ async def test_a_slow_upstreams_events_are_each_written_before_the_next_arrives(
     assert len(content_writes) == len(pieces)
     times = [at for at, _ in content_writes]
     assert all(later - earlier > gap / 2 for earlier, later in itertools.pairwise(times))
+
+
+async def test_held_events_precede_the_error_event_of_a_stream_that_breaks(
+    upstream: FakeLLMServer,
+) -> None:
+    pieces = [f"w{n} " for n in range(12)]
+    body = _sse_body(pieces).split(b'data: {"id": "chatcmpl-1"', 14)
+    broken = b'data: {"id": "chatcmpl-1"'.join(body[:14])  # role + 12 pieces, no finish
+    error = {"error": {"message": "upstream overloaded", "type": "server_error", "code": None}}
+    broken += b"data: " + json.dumps(error).encode() + b"\n\n"
+    upstream.enqueue(Reply(body_200=broken))  # all of it in one read
+    gateway = _gateway(upstream)
+    await gateway.startup()
+    try:
+        recorded = await _stream_through(gateway)
+    finally:
+        await gateway.shutdown()
+    events = recorded.events()
+    assert b"data: [DONE]" not in events
+    assert json.loads(events[-1].removeprefix(b"data: "))["error"]["code"] == "stream_interrupted"
+    chunks = [json.loads(event.removeprefix(b"data: ")) for event in events[:-1]]
+    texts = [c["choices"][0]["delta"].get("content") for c in chunks]
+    assert [t for t in texts if t] == pieces
