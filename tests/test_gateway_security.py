@@ -14,6 +14,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from genrouter.cli import EXIT_OK, EXIT_USAGE, main
 from genrouter.errors import ConfigError
+from genrouter.server.app import _header
 from genrouter.server.settings import check_bind, hash_key, load_gateway, new_key
 from genrouter.state.limits import MemoryLimits
 from genrouter.testing import FakeLLMServer, Reply
@@ -305,3 +306,18 @@ def test_one_file_serves_the_client_and_the_gateway(tmp_path: Any) -> None:
     assert config.gateway["keys"][0]["tenant"] == "team-a"
     settings = load_gateway(path)
     assert [key.tenant for key in settings.settings.keys] == ["team-a"]
+
+
+@pytest.mark.parametrize(
+    ("value", "sent"),
+    [
+        ("up1/m", b"up1/m"),
+        (" ~", b" ~"),
+        (3, b"3"),
+        ("a\r\nx-injected: 1", b"a??x-injected: 1"),
+        ("tab\there\x7f", b"tab?here?"),
+        ("modèle", b"mod?le"),
+    ],
+)
+def test_route_header_values_are_printable_ascii(value: object, sent: bytes) -> None:
+    assert _header(value) == sent

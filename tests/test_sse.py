@@ -110,3 +110,26 @@ def test_a_carriage_return_split_from_its_newline_still_ends_the_line() -> None:
     assert decoder.feed(b"\n\r\n") == [(None, b"a")]
     assert decoder.feed(b"data: b\r") == []
     assert decoder.feed(b"more") == []  # the held \r ended "data: b"; "more" is a new line
+
+
+def test_one_event_per_chunk_decodes_as_the_whole_stream_does() -> None:
+    # One whole event per chunk takes a shortcut; interleaved with chunks that do not (a named
+    # event, a comment, a multi-line event, CRLF, a space kept after "data: "), it must agree
+    # with the same bytes decoded in one piece.
+    pieces = [
+        b"data: first\n\n",
+        b'data: {"a": 1}\n\n',
+        b"event: named\n",
+        b"data: after a name\n\n",
+        b": keep-alive\n\n",
+        b"data:  two spaces\n\n",
+        b"data: one\ndata: two\n\n",
+        b"data: crlf\r\n\r\n",
+        b"data: [DONE]\n\n",
+    ]
+    decoder = SSEDecoder()
+    one_by_one = [event for piece in pieces for event in decoder.feed(piece)]
+    assert one_by_one == SSEDecoder().feed(b"".join(pieces))
+    assert one_by_one[0] == (None, b"first")
+    assert (None, b" two spaces") in one_by_one
+    assert ("named", b"after a name") in one_by_one

@@ -52,6 +52,19 @@ class SSEDecoder:
         """Add *chunk*; return the events it completed (possibly none)."""
         parts = self._parts
         if (
+            not parts
+            and chunk.startswith(b"data: ")
+            and chunk.find(b"\n") == len(chunk) - 2
+            and chunk.endswith(b"\n\n")
+            and self._started
+            and not self._data
+            and self._event is None
+            and b"\r" not in chunk
+        ):
+            # Exactly one whole one-line event (what most servers put in each HTTP chunk):
+            # no line splitting needed.
+            return [(None, chunk[6:-2])]
+        if (
             self._started
             and b"\n" not in chunk
             and b"\r" not in chunk

@@ -28,11 +28,13 @@ from typing import TYPE_CHECKING, Any
 from genrouter.errors import GenRouterError, redact
 from genrouter.params import CompletionCreateParams
 from genrouter.server.auth import Gatekeeper
+from genrouter.server.coalesce import HeldEvents, next_or_flush
 from genrouter.server.metrics import Metrics, render
 from genrouter.server.settings import GatewayKey, LoadedGateway
 from genrouter.server.wire import (
     DONE,
     ApiError,
+    chunk_event,
     error_body,
     error_for,
     request_params,
@@ -78,7 +80,10 @@ class _ClientGone(Exception):
 
 def _header(value: object) -> bytes:
     # Printable ASCII only: a value can never split or end the header block.
-    return "".join(c if " " <= c <= "~" else "?" for c in str(value)).encode("ascii")
+    text = str(value)
+    if text.isascii() and text.isprintable():  # the usual case, without a pass per character
+        return text.encode("ascii")
+    return "".join(c if " " <= c <= "~" else "?" for c in text).encode("ascii")
 
 
 def route_headers(route: RouteInfo | None) -> list[tuple[bytes, bytes]]:
@@ -370,7 +375,7 @@ class Gateway:
             data["genrouter_route"] = route_json(route)
             body = json.dumps(data).encode()
         else:
-            body = completion.model_dump_json().encode()
+            body = completion.__pydantic_serializer__.to_json(completion)
         await _respond(send, 200, body, [_JSON, *route_headers(route), *extra])
         self._settle(key, route, 200, started, stream=False)
 
@@ -390,15 +395,9 @@ class Gateway:
         gone = asyncio.Event()
         watcher = asyncio.create_task(_close_on_disconnect(receive, stream, gone))
         status = 200
+        held = HeldEvents(send)  # events ready together go out in one write
         try:
-            first = True
-            async for chunk in stream:
-                if first:
-                    first = False
-                    ttft = time.perf_counter() - started
-                    self.metrics.observe("genrouter_gateway_ttft_seconds", (), ttft)
-                body = sse(chunk.model_dump_json())
-                await send({"type": "http.response.body", "body": body, "more_body": True})
+            await self._relay(stream, held, started)
             tail = DONE
             if want_route:
                 tail = _route_event(stream) + DONE
@@ -418,7 +417,7 @@ class Gateway:
             # Shutting down past drain_s: the cut stream still must not look finished.
             cut = ApiError(503, _SHUTDOWN, "server_error", "server_shutdown")
             with contextlib.suppress(Exception):
-                body = stream_error_event(cut)
+                body = held.last_body(stream_error_event(cut))
                 await send({"type": "http.response.body", "body": body, "more_body": False})
             raise
         finally:
@@ -427,8 +426,30 @@ class Gateway:
             watcher.cancel()
             self.metrics.streams_open -= 1
             await stream.aclose()
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
+        await send({"type": "http.response.body", "body": held.last_body(tail), "more_body": False})
         self._settle(key, stream.route, status, started, stream=True)
+
+    async def _relay(self, stream: AsyncChatStream, held: HeldEvents, started: float) -> None:
+        """Every chunk of *stream* as an SSE event into *held*, written before each wait."""
+        next_chunk = stream.__anext__
+        flush = held.flush
+        try:
+            chunk = await next_or_flush(next_chunk(), flush)
+        except StopAsyncIteration:
+            return
+        # The first event goes out at once, whatever follows it: the caller's time to first
+        # token never waits for the events behind it.
+        held.hold(chunk_event(chunk))
+        await held.flush()
+        ttft = time.perf_counter() - started
+        self.metrics.observe("genrouter_gateway_ttft_seconds", (), ttft)
+        while True:
+            try:
+                chunk = await next_or_flush(next_chunk(), flush)
+            except StopAsyncIteration:
+                return
+            if held.hold(chunk_event(chunk)):
+                await flush()
 
     # -- accounting -------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genrouter.errors import (
     AllCandidatesFailedError,
@@ -35,9 +35,13 @@ from genrouter.errors import (
     redact,
 )
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
 __all__ = [
     "DONE",
     "ApiError",
+    "chunk_event",
     "error_body",
     "error_for",
     "request_params",
@@ -101,6 +105,12 @@ def stream_error_event(error: ApiError) -> bytes:
 def sse(payload: str) -> bytes:
     """One ``data:`` event around a JSON text (JSON never holds a raw newline)."""
     return b"data: " + payload.encode() + b"\n\n"
+
+
+def chunk_event(chunk: BaseModel) -> bytes:
+    """*chunk* as one ``data:`` event: the bytes of ``model_dump_json()``, straight from the
+    serializer (no text decoding and re-encoding per event)."""
+    return b"data: " + chunk.__pydantic_serializer__.to_json(chunk) + b"\n\n"
 
 
 def _members(exc: AllCandidatesFailedError) -> list[BaseException]:
