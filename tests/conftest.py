@@ -46,3 +46,19 @@ def fake_server() -> Iterator[FakeLLMServer]:
     """A fresh :class:`FakeLLMServer` on 127.0.0.1, stopped after the test."""
     with FakeLLMServer() as server:
         yield server
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Close the two /dev/null files llama_cpp opens at import and never closes.
+
+    ``llama_cpp._utils`` keeps ``outnull_file`` and ``errnull_file`` (``open(os.devnull, "w")``)
+    at module level for the process's life; at interpreter exit they were reported as
+    ``ResourceWarning: unclosed file <... name='/dev/null' ...>`` after every full run.
+    """
+    import sys
+
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        handle = getattr(utils, name, None)
+        if handle is not None and not handle.closed:
+            handle.close()
