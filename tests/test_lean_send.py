@@ -301,3 +301,24 @@ async def test_a_caller_framing_header_is_sent_as_httpx2_sends_it() -> None:
     assert server.requests[0] == server.requests[1]
     assert server.requests[0].lower().count(b"\r\nhost: ") == 1
     assert b"\r\nHost: example.test\r\n" in server.requests[0]
+
+
+async def test_a_pool_header_or_event_hook_added_later_takes_httpx2s_path() -> None:
+    seen: list[httpx2.Request] = []
+
+    async def hook(request: httpx2.Request) -> None:
+        seen.append(request)
+
+    answers = [json_answer()] * 3
+    async with raw_server(answering(*answers)) as server, pool() as http:
+        target = provider(server.url, http)
+        await target.complete(call_with())
+        assert isinstance(target._direct, DirectRoute)
+        http.headers["X-Pool"] = "p1"
+        await target.complete(call_with())
+        del http.headers["X-Pool"]
+        http.event_hooks["request"].append(hook)
+        await target.complete(call_with())
+    assert b"X-Pool" not in server.requests[0]
+    assert b"\r\nX-Pool: p1\r\n" in server.requests[1]
+    assert len(seen) == 1 and b"X-Pool" not in server.requests[2]

@@ -44,7 +44,8 @@ class DirectRoute:
     def __init__(self, http: httpx2.AsyncClient, transport: httpx2.AsyncBaseTransport) -> None:
         self._http = http
         self._transport = transport
-        self._defaults = list(http.headers.raw)  # what the client adds to every request
+        # What the client adds to every request (httpx2's own entries, compared per call).
+        self._defaults = list(getattr(http.headers, "_list", ()))
         # The head for the provider's usual headers dict (rebuilt when the key changes).
         self._head_for: Mapping[str, str] | None = None
         self._head: list[tuple[bytes, bytes]] | None = None
@@ -74,7 +75,9 @@ class DirectRoute:
     def usable(self) -> bool:
         """Whether httpx2's client layer would do nothing for a request now (checked per call).
 
-        Cookies arrive with responses: while the jar holds any, httpx2 sends them.
+        Cookies arrive with responses: while the jar holds any, httpx2 sends them. The
+        private attributes read here are httpx2's (and ``http.cookiejar``'s); where one is
+        missing, the answer is no.
         """
         http = self._http
         hooks = getattr(http, "_event_hooks", None)
@@ -85,8 +88,10 @@ class DirectRoute:
             and hooks is not None
             and not hooks.get("request")
             and not hooks.get("response")
-            and not http.cookies
-            and http.headers.raw == self._defaults
+            # CookieJar's own len() walks every domain: its dict says "empty" at once.
+            and not getattr(http.cookies.jar, "_cookies", True)
+            and bool(self._defaults)
+            and getattr(http.headers, "_list", None) == self._defaults
         )
 
     def build(
