@@ -21,7 +21,12 @@ import pytest
 from genrouter import AsyncClient
 from genrouter.catalog import load_builtin_catalog
 from genrouter.config import ProviderConfig
-from genrouter.errors import ProviderConnectionError, ProviderError, ProviderTimeoutError
+from genrouter.errors import (
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeoutError,
+    ResponseFormatError,
+)
 from genrouter.providers._direct import DirectRoute
 from genrouter.providers.base import ProviderCall
 from genrouter.providers.dashscope import DashScopeProvider
@@ -164,6 +169,20 @@ async def test_a_gzip_body_is_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
         result = await provider(server.url, http).complete(call_with())
     assert isinstance(result, ChatCompletion)
     assert result.choices[0].message.content == "hi"
+
+
+async def test_a_body_that_is_not_gzip_fails_as_on_httpx2s_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answer = ok(b"not gzip at all", b"Content-Encoding: gzip")
+    async with raw_server(answering(answer, answer)) as server, pool() as http:
+        lean, plain = provider(server.url, http), provider(server.url, http)
+        plain._direct = None
+        with monkeypatch.context() as patch:
+            forbid_client_send(http, patch)
+            got = await error_of(lean, False, None)
+        assert got == await error_of(plain, False, None)
+    assert got[0] is ResponseFormatError
 
 
 async def test_a_cookie_set_by_a_response_is_kept_and_sent_as_httpx2_does() -> None:

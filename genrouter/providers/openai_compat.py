@@ -4,7 +4,9 @@
 (vLLM, llama.cpp's server, Ollama, DashScope's compatible mode, OpenAI itself). It sends one
 request on the client's shared ``httpx2.AsyncClient`` and parses the answer itself with
 pydantic (``model_validate_json`` on the bytes), which is what keeps genrouter's overhead near
-a raw HTTP call. It never retries: routing does.
+a raw HTTP call. On the pool genrouter builds itself, where httpx2's client layer would do
+nothing, the request goes straight onto the pool's transport, the same bytes on the wire
+(``providers/_direct.py``). It never retries: routing does.
 
 Subclasses adapt it to a vendor by overriding these class attributes and hooks:
 
