@@ -4,7 +4,9 @@
 (vLLM, llama.cpp's server, Ollama, DashScope's compatible mode, OpenAI itself). It sends one
 request on the client's shared ``httpx2.AsyncClient`` and parses the answer itself with
 pydantic (``model_validate_json`` on the bytes), which is what keeps genrouter's overhead near
-a raw HTTP call. It never retries: routing does.
+a raw HTTP call. On the pool genrouter builds itself, where httpx2's client layer would do
+nothing, the request goes straight onto the pool's transport, the same bytes on the wire
+(``providers/_direct.py``). It never retries: routing does.
 
 Subclasses adapt it to a vendor by overriding these class attributes and hooks:
 
@@ -63,6 +65,7 @@ from genrouter.errors import (
 from genrouter.media import is_local_source, resolve_image_source
 from genrouter.messages import AssistantMessage
 from genrouter.providers._dialect import COMPATIBLE, WireDialect
+from genrouter.providers._direct import DirectRoute
 from genrouter.providers._errors_http import (
     VLLM_DIALECT,
     ErrorDialect,
@@ -131,6 +134,9 @@ class OpenAICompatibleProvider:
         self._base_url = base_url.rstrip("/")
         self._url = self._base_url + "/chat/completions"
         self._parsed_url: httpx2.URL | None = None  # parsed at the first request, then kept
+        # Below httpx2's client layer where it would do nothing (providers/_direct.py); False:
+        # not looked at yet, None: httpx2's own path.
+        self._direct: DirectRoute | bool | None = False
         # Headers depend only on the key; rebuilt when the key in the environment changes.
         self._headers_key: tuple[str | None, ...] | None = None
         self._headers: dict[str, str] | None = None
@@ -440,14 +446,38 @@ class OpenAICompatibleProvider:
         if url is None:
             # Parsing the URL is about half of httpx2's build_request (~25 µs): do it once.
             url = self._parsed_url = httpx2.URL(self._url)
+        content = to_json(body)
+        direct = self._direct_route(url)
+        if direct is not None:
+            built = direct.build(
+                url, headers, content, request.extra_query or None, self._timeout(call)
+            )
+            if built is not None:
+                return built
         return self._http.build_request(
             "POST",
             url,
-            content=to_json(body),
+            content=content,
             headers=headers,
             params=request.extra_query or None,
             timeout=self._timeout(call),
         )
+
+    def _direct_route(self, url: httpx2.URL) -> DirectRoute | None:
+        """The route below httpx2's client layer, when it is usable for this request."""
+        direct = self._direct
+        if direct is False:
+            direct = self._direct = DirectRoute.for_pool(self._http, url)
+        if isinstance(direct, DirectRoute) and direct.usable():
+            return direct
+        return None
+
+    async def _send(self, request: httpx2.Request, *, stream: bool = False) -> httpx2.Response:
+        """``self._http.send``, or the same request straight onto its transport."""
+        direct = self._direct_route(request.url)
+        if direct is not None:
+            return await direct.send(request, stream=stream)
+        return await self._http.send(request, stream=stream)
 
     def _sdk_transport(self, key: str | None) -> OpenAISDKTransport:
         stamp = (key, *secret_header_values(self._config.headers, self._env))
@@ -470,7 +500,7 @@ class OpenAICompatibleProvider:
             content = await self._sdk_transport(key).complete(self, call, body, self._timeout(call))
             return check_forced_call(self.parse_completion(content, call), call)
         try:
-            response = await self._http.send(self._request(body, key, call))
+            response = await self._send(self._request(body, key, call))
         except httpx2.TransportError as exc:
             raise self._transport_error(exc, call) from exc
         except httpx2.DecodingError as exc:  # e.g. a body that claims gzip but is not
@@ -507,7 +537,7 @@ class OpenAICompatibleProvider:
                     yield chunk
             return
         try:
-            response = await self._http.send(self._request(body, key, call), stream=True)
+            response = await self._send(self._request(body, key, call), stream=True)
         except httpx2.TransportError as exc:
             raise self._transport_error(exc, call) from exc
         except httpx2.DecodingError as exc:

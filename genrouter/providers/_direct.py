@@ -1,0 +1,162 @@
+"""A provider's send path straight onto genrouter's own transport, below httpx2's client layer.
+
+``httpx2.AsyncClient.build_request`` and ``send`` cost tens of microseconds a request above
+the transport (URL and default-header merges, the cookie jar, five ``Headers`` objects, the auth
+flow and redirect loop as async generators, event hooks, a timing wrapper round the body). For
+the pool genrouter builds itself none of that does anything: no auth, no hooks, no redirects
+followed, no base URL or default params, default headers only. :class:`DirectRoute` is used
+only while that is true, and then it makes the same request (the same bytes on the wire: the
+``Host`` header, httpx2's default headers, the caller's, ``Content-Length``, in httpx2's order)
+and hands it to the transport httpx2 would pick for the URL.
+
+What it keeps from httpx2's ``send``: ``response.request``, the client's default encoding,
+cookies a response sets go into the client's jar (and while the jar holds any, requests take
+httpx2's own path, which sends them), the ``httpx2`` logger's INFO line, the request attached
+to transport errors, and for a whole-body call the body read (content-encoding decoded by the
+response) and the response closed if that read fails. What it drops: ``response.elapsed``
+(nothing in genrouter reads it).
+
+Anything else takes httpx2's own path: another transport (``[pool] transport = "httpx"``, a
+caller's own ``http_client``), an environment proxy (or ``NO_PROXY``) mount matching the URL, a
+URL with user info, a closed client, or caller headers naming ``Host``, ``Content-Length`` or
+``Transfer-Encoding``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import httpx2
+
+__all__ = ["DirectRoute"]
+
+_FRAMING = frozenset({b"host", b"content-length", b"transfer-encoding"})
+
+
+class DirectRoute:
+    """Build and send one provider URL's requests without ``AsyncClient``'s client layer.
+
+    Made by :meth:`for_pool`, which returns ``None`` where httpx2's own path is needed.
+    """
+
+    def __init__(self, http: httpx2.AsyncClient, transport: httpx2.AsyncBaseTransport) -> None:
+        self._http = http
+        self._transport = transport
+        # What the client adds to every request (httpx2's own entries, compared per call).
+        self._defaults = list(getattr(http.headers, "_list", ()))
+        # The head for the provider's usual headers dict (rebuilt when the key changes).
+        self._head_for: Mapping[str, str] | None = None
+        self._head: list[tuple[bytes, bytes]] | None = None
+        self._log = logging.getLogger("httpx2")
+
+    @classmethod
+    def for_pool(cls, http: httpx2.AsyncClient, url: httpx2.URL) -> DirectRoute | None:
+        """The route for *url* on *http*, or ``None`` when httpx2's own path must send it."""
+        from genrouter._transport import AsyncioHTTP1Transport
+
+        transport = getattr(http, "_transport", None)
+        mounts = getattr(http, "_mounts", None)
+        if (
+            type(http) is not httpx2.AsyncClient
+            or not isinstance(transport, AsyncioHTTP1Transport)
+            or url.raw_scheme not in (b"http", b"https")
+            or url.userinfo
+            or not url.host
+            or http.params
+            or mounts is None
+            or any(pattern.matches(url) for pattern in mounts)
+        ):
+            return None
+        route = cls(http, transport)
+        return route if route.usable() else None
+
+    def usable(self) -> bool:
+        """Whether httpx2's client layer would do nothing for a request now (checked per call).
+
+        Cookies arrive with responses: while the jar holds any, httpx2 sends them. The
+        private attributes read here are httpx2's (and ``http.cookiejar``'s); where one is
+        missing, the answer is no.
+        """
+        http = self._http
+        hooks = getattr(http, "_event_hooks", None)
+        return (
+            not http.is_closed
+            and getattr(http, "_auth", True) is None
+            and not http.follow_redirects
+            and hooks is not None
+            and not hooks.get("request")
+            and not hooks.get("response")
+            # CookieJar's own len() walks every domain: its dict says "empty" at once.
+            and not getattr(http.cookies.jar, "_cookies", True)
+            and bool(self._defaults)
+            and getattr(http.headers, "_list", None) == self._defaults
+        )
+
+    def build(
+        self,
+        url: httpx2.URL,
+        headers: Mapping[str, str],
+        content: bytes,
+        params: Mapping[str, Any] | None,
+        timeout: httpx2.Timeout,
+    ) -> httpx2.Request | None:
+        """The request ``build_request("POST", ...)`` would make, or ``None`` (use it)."""
+        if headers is self._head_for:
+            head = self._head
+        else:
+            head = self._head_of(url, headers)
+            if head is not None:
+                self._head_for, self._head = headers, head
+        if head is None:
+            return None
+        request = httpx2.Request(
+            "POST",
+            url,
+            params=params,
+            headers=[*head, (b"Content-Length", b"%d" % len(content))],
+            stream=httpx2.ByteStream(content),
+            extensions={"timeout": timeout.as_dict()},
+        )
+        request.read()  # as Request(content=...) does: the transport sends the bytes at once
+        return request
+
+    def _head_of(
+        self, url: httpx2.URL, headers: Mapping[str, str]
+    ) -> list[tuple[bytes, bytes]] | None:
+        # httpx2's own merge (client defaults, then the caller's: same casing, order, encoding),
+        # then what Request() puts first (Host); Content-Length goes last, per request.
+        merged = httpx2.Headers(self._http.headers)
+        merged.update(headers)
+        raw = merged.raw
+        if any(name.lower() in _FRAMING for name, _ in raw):
+            return None  # the caller set framing headers itself: httpx2's rules decide
+        return [(b"Host", url.netloc), *raw]
+
+    async def send(self, request: httpx2.Request, *, stream: bool) -> httpx2.Response:
+        """``AsyncClient.send(request, stream=stream)`` for a request :meth:`build` made."""
+        try:
+            response = await self._transport.handle_async_request(request)
+        except httpx2.RequestError as exc:
+            exc.request = request  # as httpx2's request_context does
+            raise
+        response.request = request
+        response.default_encoding = getattr(self._http, "_default_encoding", "utf-8")
+        if "set-cookie" in response.headers:
+            self._http.cookies.extract_cookies(response)
+        self._log.info(
+            'HTTP Request: %s %s "%s %d %s"',
+            request.method,
+            request.url,
+            response.http_version,
+            response.status_code,
+            response.reason_phrase,
+        )
+        if not stream:
+            try:
+                await response.aread()
+            except BaseException:
+                await response.aclose()
+                raise
+        return response
