@@ -135,13 +135,12 @@ def stop_server(process: subprocess.Popen[str]) -> None:
         process.stdout.close()
 
 
-async def raw_rows(url: str, stack: AsyncExitStack) -> list[Row]:
-    """(a) the floor: raw httpx2 and json.loads."""
+def _floor_calls(http: httpx2.AsyncClient, url: str) -> tuple[Runner, Runner, Runner]:
+    """The raw calls on *http*: POST + json.loads, and a stream read by lines and by bytes."""
     endpoint = url + "/chat/completions"
     headers = {"Authorization": "Bearer x", "Content-Type": "application/json"}
     plain = json.dumps({"model": "m", "messages": MESSAGES}).encode()
     streamed = json.dumps({"model": "m", "messages": MESSAGES, "stream": True}).encode()
-    http = await stack.enter_async_context(httpx2.AsyncClient())
 
     async def request() -> None:
         response = await http.post(endpoint, content=plain, headers=headers)
@@ -164,12 +163,24 @@ async def raw_rows(url: str, stack: AsyncExitStack) -> list[Row]:
                     if data != b"[DONE]":
                         json.loads(data)
 
-    rows = [
+    return request, stream_lines, stream_bytes
+
+
+async def raw_rows(url: str, stack: AsyncExitStack) -> list[Row]:
+    """(a) the floor: raw httpx2 and json.loads; then the same over genrouter's transport."""
+    http = await stack.enter_async_context(httpx2.AsyncClient())
+    request, stream_lines, stream_bytes = _floor_calls(http, url)
+    # The second yardstick: genrouter's own work, its transport aside.
+    own = await stack.enter_async_context(_own_transport_client())
+    own_request, own_stream, _ = _floor_calls(own, url)
+    label = "raw httpx2 over genrouter's transport"
+    return [
         Row("raw httpx2 POST + json.loads", "request", request, floor=True),
         Row("raw httpx2 stream, aiter_lines + json.loads", "stream", stream_lines, floor=True),
         Row("raw httpx2 stream, aiter_bytes + SSEDecoder + json.loads", "stream", stream_bytes),
+        Row(f"{label} + json.loads", "request", own_request, transport_floor=True),
+        Row(f"{label}, stream", "stream", own_stream, transport_floor=True),
     ]
-    return rows + await _same_transport_rows(endpoint, headers, plain, streamed, stack)
 
 
 def _own_transport_client() -> httpx2.AsyncClient:
@@ -178,38 +189,6 @@ def _own_transport_client() -> httpx2.AsyncClient:
 
     limits = httpx2.Limits(max_connections=100, max_keepalive_connections=20)
     return httpx2.AsyncClient(limits=limits, **transport_options("genrouter", limits))
-
-
-async def _same_transport_rows(
-    endpoint: str, headers: dict[str, str], plain: bytes, streamed: bytes, stack: AsyncExitStack
-) -> list[Row]:
-    """The floor again, over genrouter's transport: the yardstick for genrouter's own work."""
-    http = await stack.enter_async_context(_own_transport_client())
-
-    async def request() -> None:
-        response = await http.post(endpoint, content=plain, headers=headers)
-        json.loads(response.content)
-
-    async def stream_lines() -> None:
-        async with http.stream("POST", endpoint, content=streamed, headers=headers) as r:
-            async for line in r.aiter_lines():
-                if line.startswith("data: ") and line[6:] != "[DONE]":
-                    json.loads(line[6:])
-
-    return [
-        Row(
-            "raw httpx2 over genrouter's transport + json.loads",
-            "request",
-            request,
-            transport_floor=True,
-        ),
-        Row(
-            "raw httpx2 over genrouter's transport, stream",
-            "stream",
-            stream_lines,
-            transport_floor=True,
-        ),
-    ]
 
 
 async def sdk_rows(url: str, stack: AsyncExitStack) -> list[Row]:
