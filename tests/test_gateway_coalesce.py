@@ -8,10 +8,12 @@ import itertools
 import json
 import time
 from collections.abc import Callable, Coroutine, Generator, MutableMapping
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from genrouter.server import coalesce
 from genrouter.server.app import Gateway
 from genrouter.server.coalesce import HeldEvents, next_or_flush
 from genrouter.server.settings import load_gateway
@@ -123,7 +125,7 @@ async def test_held_events_are_written_once_in_order_and_never_too_many_at_once(
         bodies.append(message["body"])
 
     held = HeldEvents(send)
-    events = [f"data: {n}\n\n".encode() for n in range(20)]
+    events = [f"data: {n}\n\n".encode() for n in range(150)]
     for event in events:
         if held.hold(event):
             await held.flush()
@@ -132,7 +134,27 @@ async def test_held_events_are_written_once_in_order_and_never_too_many_at_once(
     last = held.last_body(b"data: [DONE]\n\n")
     assert b"".join(bodies) + last == b"".join(events) + b"data: [DONE]\n\n"
     assert all(body for body in bodies)
-    assert max(body.count(b"data: ") for body in bodies) <= 8
+    assert max(body.count(b"data: ") for body in bodies) <= coalesce._MOST_HELD
+    assert len(bodies) >= 150 // coalesce._MOST_HELD
+
+
+async def test_an_event_is_not_held_past_the_hold_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(coalesce, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    held = HeldEvents(_discard)
+    assert held.hold(b"data: 1\n\n") is False  # the first held starts the clock
+    now[0] += coalesce._HOLD_S / 2
+    assert held.hold(b"data: 2\n\n") is False
+    now[0] += coalesce._HOLD_S
+    assert held.hold(b"data: 3\n\n") is True  # the oldest has waited long enough: write
+    await held.flush()
+    now[0] += 10 * coalesce._HOLD_S  # idle time between writes does not count
+    assert held.hold(b"data: 4\n\n") is False
+    assert held.hold(b"data: 5\n\n") is False
+
+
+async def _discard(message: dict[str, Any]) -> None:
+    return None
 
 
 def test_chunk_event_is_model_dump_json_framed() -> None:

@@ -51,6 +51,7 @@ import httpx2
 from pydantic import ValidationError
 from pydantic_core import to_json
 
+from genrouter._transport import body_complete, raw_body
 from genrouter.config import resolve_headers, secret_header_values
 from genrouter.errors import (
     AuthenticationError,
@@ -577,12 +578,13 @@ class OpenAICompatibleProvider:
         events = 0
         malformed: ProviderError | None = None
         try:
-            async with contextlib.aclosing(response.aiter_bytes()) as byte_stream:
+            body = raw_body(response) or response.aiter_bytes()
+            async with contextlib.aclosing(body) as byte_stream:
                 async for raw in byte_stream:
                     for _event, data in decoder.feed(raw):
                         events += 1
                         if data.strip() == b"[DONE]":
-                            await _drain(byte_stream)
+                            await _drain(response, byte_stream)
                             return
                         yield self._parse_chunk(data, call)
             for _event, data in decoder.flush():
@@ -676,11 +678,14 @@ def _stream_options(call: ProviderCall, *, stream: bool) -> dict[str, Any] | Non
     return options
 
 
-async def _drain(byte_stream: AsyncIterator[bytes]) -> None:
+async def _drain(response: httpx2.Response, byte_stream: AsyncIterator[bytes]) -> None:
     # The end of the chunked body usually follows [DONE] by microseconds. Reading it lets the
     # connection go back to the pool; closing before it would discard the connection and make
     # the next request pay for a new one (measured: +0.8 ms on loopback). A server that keeps
     # the body open after [DONE] only costs this short wait, then the connection is dropped.
+    # When genrouter's transport has already seen the whole message, closing keeps it.
+    if body_complete(response):
+        return
     with contextlib.suppress(httpx2.TransportError, httpx2.DecodingError, TimeoutError):
         async with asyncio.timeout(_DRAIN_TIMEOUT_S):
             async for _rest in byte_stream:
