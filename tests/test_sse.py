@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from genrouter.providers._sse import SSEDecoder, SSEFormatError
 
@@ -133,3 +137,49 @@ def test_one_event_per_chunk_decodes_as_the_whole_stream_does() -> None:
     assert one_by_one[0] == (None, b"first")
     assert (None, b" two spaces") in one_by_one
     assert ("named", b"after a name") in one_by_one
+
+
+_EVENT_KINDS = [
+    b'data: {"n": 1}\n\n',
+    b"data: [DONE]\n\n",
+    b"data:no-space\n\n",
+    b"data: a\ndata: b\n\n",
+    b"event: error\ndata: named\n\n",
+    b": comment\n\n",
+    b"data: crlf\r\n\r\n",
+    b"id: 3\ndata: with id\n\n",
+    b"\n",
+    b"data: \n\n",
+]
+
+
+@given(
+    kinds=st.lists(st.sampled_from(_EVENT_KINDS), max_size=12),
+    at_events=st.sets(st.integers(min_value=0, max_value=12), max_size=4),
+    cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=6),
+)
+@example(kinds=[_EVENT_KINDS[0], _EVENT_KINDS[3], _EVENT_KINDS[1]], at_events=set(), cuts=[])
+def test_any_split_of_any_stream_decodes_as_byte_by_byte(
+    kinds: list[bytes], at_events: set[int], cuts: list[int]
+) -> None:
+    # Pieces that hold several whole events take a shortcut (split on blank lines); pieces
+    # with anything else take the line-by-line path. Either way the events must be those of
+    # the same bytes fed one at a time. Cuts fall between events (where the shortcut starts)
+    # and anywhere.
+    stream = b"".join(kinds)
+    ends = list(itertools.accumulate(len(kind) for kind in kinds))
+    between = {ends[i] for i in at_events if i < len(ends)}
+    inside = {cut for cut in cuts if cut < len(stream)}
+    bounds = sorted({0, len(stream), *between, *inside})
+    pieces = [stream[a:b] for a, b in itertools.pairwise(bounds)]
+    expected = feed_all(SSEDecoder(), [stream[i : i + 1] for i in range(len(stream))])
+    assert feed_all(SSEDecoder(), pieces) == expected
+    if kinds:  # the first event starts the decoder; the rest in one piece
+        assert feed_all(SSEDecoder(), [stream[: ends[0]], stream[ends[0] :]]) == expected
+
+
+def test_several_whole_events_in_one_piece_then_a_partial_line() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: 1\n\n") == [(None, b"1")]  # started
+    assert decoder.feed(b"data: 2\n\ndata: 3\n\ndata: 4") == [(None, b"2"), (None, b"3")]
+    assert decoder.feed(b"4\n\n") == [(None, b"44")]

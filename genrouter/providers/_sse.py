@@ -64,6 +64,10 @@ class SSEDecoder:
             # Exactly one whole one-line event (what most servers put in each HTTP chunk):
             # no line splitting needed.
             return [(None, chunk[6:-2])]
+        if not parts and self._started and not self._data and self._event is None:
+            events = self._whole_events(chunk)
+            if events is not None:
+                return events
         if (
             self._started
             and b"\n" not in chunk
@@ -97,6 +101,24 @@ class SSEDecoder:
         for line in lines:
             self._line(line, events)
         return events
+
+    def _whole_events(self, chunk: bytes) -> list[ServerSentEvent] | None:
+        """*chunk* as one-line ``data: `` events (and the start of the next line), or
+        ``None`` when it holds anything else (then the line-by-line path decodes it).
+
+        Several events arrive in one piece whenever the server writes faster than the client
+        reads: split on the blank lines once instead of line by line (about 1 us per event).
+        """
+        if b"\r" in chunk:
+            return None
+        *whole, rest = chunk.split(b"\n\n")
+        if b"\n" in rest or len(rest) > self._max_line:
+            return None
+        for event in whole:
+            if not event.startswith(b"data: ") or b"\n" in event:
+                return None
+        self._keep(rest)
+        return [(None, event[6:]) for event in whole]
 
     def _keep(self, unfinished: bytes) -> None:
         self._parts = [unfinished] if unfinished else []
