@@ -32,7 +32,7 @@ import ssl
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import httpx2
@@ -408,7 +408,7 @@ class _ResponseStream(httpx2.AsyncByteStream):
         self._request = request
         self._read_timeout = read_timeout
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def __aiter__(self) -> AsyncGenerator[bytes, None]:
         conn = self._conn
         if conn is None:
             raise httpx2.StreamClosed()
@@ -454,7 +454,7 @@ class _ResponseStream(httpx2.AsyncByteStream):
             self._transport._release(conn, reusable=reusable)
 
 
-def raw_body(response: httpx2.Response) -> AsyncIterator[bytes] | None:
+def raw_body(response: httpx2.Response) -> AsyncGenerator[bytes, None] | None:
     """The body of a streamed *response* from this transport, read straight off the connection.
 
     With no ``Content-Encoding`` these are the bytes ``response.aiter_bytes()`` yields, without

@@ -74,6 +74,7 @@ def in_process_gateway(
     import uvicorn
 
     from genrouter.server.app import Gateway
+    from genrouter.server.run import http_protocol
     from genrouter.server.settings import load_gateway
 
     env = {"UP_KEY": FAKE_PROVIDER_KEY} if env is None else env
@@ -88,6 +89,7 @@ def in_process_gateway(
             log_level="warning",
             access_log=False,
             loop="asyncio",
+            http=http_protocol(),  # as `genrouter serve` runs it
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

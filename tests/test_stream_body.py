@@ -120,7 +120,7 @@ async def test_closing_the_body_unread_after_the_message_arrived_keeps_the_conne
                     while not body_complete(response):
                         await asyncio.sleep(0.01)
                     break
-                await pieces.aclose()  # type: ignore[attr-defined]
+                await pieces.aclose()
                 await response.aclose()
                 assert t._idle_count == 1
         assert server.accepted == 1

@@ -65,9 +65,9 @@ class SSEDecoder:
             # no line splitting needed.
             return [(None, chunk[6:-2])]
         if not parts and self._started and not self._data and self._event is None:
-            events = self._whole_events(chunk)
-            if events is not None:
-                return events
+            whole = self._whole_events(chunk)
+            if whole is not None:
+                return whole
         if (
             self._started
             and b"\n" not in chunk

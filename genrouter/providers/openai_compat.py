@@ -578,8 +578,8 @@ class OpenAICompatibleProvider:
         events = 0
         malformed: ProviderError | None = None
         try:
-            body = raw_body(response) or response.aiter_bytes()
-            async with contextlib.aclosing(body) as byte_stream:
+            pieces = raw_body(response) or response.aiter_bytes()
+            async with contextlib.aclosing(pieces) as byte_stream:
                 async for raw in byte_stream:
                     for _event, data in decoder.feed(raw):
                         events += 1

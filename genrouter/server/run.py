@@ -22,7 +22,7 @@ from pathlib import Path
 from genrouter.errors import ConfigError
 from genrouter.server.settings import check_bind, config_path_for_workers, load_gateway
 
-__all__ = ["app_from_env", "serve"]
+__all__ = ["app_from_env", "http_protocol", "serve"]
 
 CONFIG_ENV = "GENROUTER_GATEWAY_CONFIG"
 METRICS_ENV = "GENROUTER_GATEWAY_METRICS_DIR"
@@ -30,6 +30,12 @@ METRICS_ENV = "GENROUTER_GATEWAY_METRICS_DIR"
 
 def _fastest(module: str, fast: str, fallback: str) -> str:
     return fast if importlib.util.find_spec(module) is not None else fallback
+
+
+def http_protocol() -> str:
+    """uvicorn's ``http`` setting: httptools' protocol, writing each response's head with its
+    body (server/_protocol.py), when httptools is installed; else h11's."""
+    return _fastest("httptools", "genrouter.server._protocol:HeadWithBodyProtocol", "h11")
 
 
 def app_from_env() -> object:
@@ -56,7 +62,7 @@ def serve(config: str | os.PathLike[str], *, host: str, port: int, workers: int 
         "host": host,
         "port": port,
         "loop": _fastest("uvloop", "uvloop", "asyncio"),
-        "http": _fastest("httptools", "httptools", "h11"),
+        "http": http_protocol(),
         "lifespan": "on",
         "access_log": False,
         "log_level": "warning",
