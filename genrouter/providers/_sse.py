@@ -64,9 +64,15 @@ class SSEDecoder:
             # Exactly one whole one-line event (what most servers put in each HTTP chunk):
             # no line splitting needed.
             return [(None, chunk[6:-2])]
-        if not parts and self._started and not self._data and self._event is None:
+        if (
+            not parts
+            and not self._data
+            and self._event is None
+            and (self._started or chunk.startswith(b"data: "))  # (no byte-order mark)
+        ):
             whole = self._whole_events(chunk)
             if whole is not None:
+                self._started = True
                 return whole
         if (
             self._started

@@ -616,7 +616,8 @@ class OpenAICompatibleProvider:
             if isinstance(payload, dict) and payload.get("error"):
                 raise _locate(self.map_stream_error(payload), call)
         try:
-            return ChatCompletionChunk.model_validate_json(data)
+            # The validator itself: model_validate_json's wrapper costs ~0.4 us per chunk.
+            return ChatCompletionChunk.__pydantic_validator__.validate_json(data)  # type: ignore[no-any-return]
         except ValidationError as exc:
             failure = self._unparsable("stream chunk", exc, call, data)
         raise failure  # outside the except: the raw validation error must not become context
