@@ -9,7 +9,6 @@ would deadlock, so that raises instead).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import os
 import threading
@@ -59,6 +58,65 @@ T = TypeVar("T")
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
+class _Call:
+    """One call handed to the portal: what the caller waits on, and the task doing the work.
+
+    The caller blocks on :attr:`done` (a lock taken at birth) and the portal's loop releases it
+    from the task's done-callback: one ``call_soon_threadsafe`` out, one lock release back.
+    ``run_coroutine_threadsafe`` + ``concurrent.futures.wait`` (the hand-off before) built a
+    ``concurrent.futures.Future``, chained it to the task both ways and installed a fresh waiter
+    (a ``threading.Event`` and its condition) on every wait: measured in bench/portal.py.
+    """
+
+    __slots__ = ("abandoned", "args", "done", "fn", "kwargs", "task")
+
+    def __init__(
+        self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.task: asyncio.Task[Any] | None = None
+        # Set when the caller gave up (Ctrl-C) or the client closed before the work could run.
+        self.abandoned = False
+
+    async def _run(self) -> Any:
+        return await self.fn(*self.args, **self.kwargs)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the loop: start the work (unless the caller already gave up)."""
+        if self.abandoned:
+            self.wake()
+            return
+        self.task = task = loop.create_task(self._run())
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled():
+            task.exception()  # retrieved here: a caller who gave up never reads it
+        self.wake()
+
+    def wake(self) -> None:
+        with contextlib.suppress(RuntimeError):  # already woken (close raced the result)
+            self.done.release()
+
+    def cancel(self) -> None:
+        """On the loop: stop the work; its done-callback wakes the caller once it unwound."""
+        self.abandoned = True
+        if self.task is None:
+            self.wake()  # never started, never will
+        else:
+            self.task.cancel()
+
+    def result(self) -> Any:
+        task = self.task
+        if task is None or not task.done() or task.cancelled():
+            raise GenRouterError("the client was closed while this call was running")
+        return task.result()
+
+
 class _Portal:
     """anyio's blocking portal (an event loop on its own thread), plus what a sync SDK needs.
 
@@ -66,10 +124,12 @@ class _Portal:
     its final clean-up (tasks left over, async generators, the default executor's threads).
     Written here, because the portal does not do it or costs too much for a per-chunk call:
 
-    - the hand-off of each call is one ``asyncio.run_coroutine_threadsafe`` onto the portal's
-      loop: anyio's ``BlockingPortal.call`` / ``start_task_soon`` waits for the loop twice per
-      call (once to spawn the task, once for its result), which bench/portal.py measured at
-      1.8-2.7x per hand-off and 1.6-1.8x for a sync stream of 35 chunks (docs/architecture.md);
+    - the hand-off of each call is one ``call_soon_threadsafe`` onto the portal's loop and one
+      lock released back (:class:`_Call`): anyio's ``BlockingPortal.call`` / ``start_task_soon``
+      waits for the loop twice per call (once to spawn the task, once for its result), which
+      bench/portal.py measured at 1.8-2.7x per hand-off and 1.6-1.8x for a sync stream of 35
+      chunks (docs/architecture.md), and ``run_coroutine_threadsafe`` + ``concurrent.futures
+      .wait`` cost about 1.5x this one (docs/benchmarks.md, "Sync client hand-off");
     - Ctrl-C reaches a waiting caller: the wait wakes every :attr:`_WAKE_S` (a blocked
       ``Future.result()`` never sees ``_thread.interrupt_main``), and an interrupted call is
       cancelled *and waited for*, so the caller's cleanup (a stream's close) does not run beside
@@ -96,7 +156,8 @@ class _Portal:
         self._closed = False
         self._closing = threading.Lock()
         self._stopping = False
-        self._in_flight: set[concurrent.futures.Future[Any]] = set()
+        self._thread_id = self._thread.ident
+        self._in_flight: set[_Call] = set()
         self._in_flight_lock = threading.Lock()
 
     @property
@@ -106,45 +167,35 @@ class _Portal:
     def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         if self._stopping or self._closed:
             raise GenRouterError("this client is closed")
-        if threading.current_thread() is self._thread:
+        if threading.get_ident() == self._thread_id:
             raise GenRouterError("a sync genrouter Client cannot be used from its own hooks")
-
-        running: list[asyncio.Task[Any] | None] = []
-
-        async def run() -> T:
-            running.append(asyncio.current_task())
-            return await fn(*args, **kwargs)
-
-        coro: Coroutine[Any, Any, T] = run()
+        call = _Call(fn, args, kwargs)
         with self._in_flight_lock:
             if self._stopping:
-                coro.close()
                 raise GenRouterError("this client is closed")
-            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-            self._in_flight.add(future)
+            self._loop.call_soon_threadsafe(call.start, self._loop)
+            self._in_flight.add(call)
         try:
-            while not future.done():
-                concurrent.futures.wait([future], timeout=self._WAKE_S)
+            wait = call.done.acquire
+            while not wait(timeout=self._WAKE_S):
+                pass
         except BaseException:
             # Ctrl-C (or any interruption): stop the work, not just the wait, and wait for it
             # to stop.
-            self._stop(future, running)
+            self._stop(call)
             raise
         finally:
             with self._in_flight_lock:
-                self._in_flight.discard(future)
-        try:
-            return future.result()
-        except concurrent.futures.CancelledError:
-            raise GenRouterError("the client was closed while this call was running") from None
+                self._in_flight.discard(call)
+        result: T = call.result()
+        return result
 
-    def _stop(self, future: concurrent.futures.Future[Any], running: list[Any]) -> None:
-        task = running[0] if running else None
-        if task is None:
-            future.cancel()  # not started yet: it never will
+    def _stop(self, call: _Call) -> None:
+        try:
+            self._loop.call_soon_threadsafe(call.cancel)
+        except RuntimeError:  # the loop is gone (closed meanwhile): nothing left to stop
             return
-        self._loop.call_soon_threadsafe(task.cancel)
-        concurrent.futures.wait([future], timeout=self._UNWIND_S)
+        call.done.acquire(timeout=self._UNWIND_S)
 
     def close(self, aclose: Callable[[], Awaitable[None]]) -> None:
         """Refuse new calls, cancel work in flight, close open streams, run *aclose*, then
@@ -182,8 +233,9 @@ class _Portal:
                     self._manager.__exit__(None, None, None)
                 with self._in_flight_lock:
                     stranded, self._in_flight = list(self._in_flight), set()
-                for future in stranded:
-                    future.cancel()  # its work never ran: wake its caller with an error
+                for call in stranded:
+                    call.abandoned = True
+                    call.wake()  # its work never ran: wake its caller with an error
 
 
 def _loop_thread_and_host() -> tuple[
