@@ -218,10 +218,12 @@ class FuturesPortal(_Portal):
     def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         if self.closed:
             raise GenRouterError("this client is closed")
-        running: list[asyncio.Task[Any] | None] = []
+        running: list[asyncio.Task[Any]] = []
 
         async def run() -> T:
-            running.append(asyncio.current_task())
+            task = asyncio.current_task()
+            assert task is not None
+            running.append(task)
             return await fn(*args, **kwargs)
 
         future = asyncio.run_coroutine_threadsafe(run(), self._loop)
