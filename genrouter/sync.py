@@ -122,7 +122,7 @@ class _Call:
         error, value = self.error, self.value
         self.error = self.value = None  # no cycle through the traceback
         if error is not None:
-            if isinstance(error, asyncio.CancelledError):
+            if isinstance(error, asyncio.CancelledError | GeneratorExit):  # shut down
                 raise GenRouterError("the client was closed while this call was running")
             raise error
         if value is _UNSET:  # never ran: the client closed first
