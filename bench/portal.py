@@ -210,6 +210,36 @@ async def _nothing() -> None:
     return None
 
 
+class FuturesPortal(_Portal):
+    """The shipped portal with the hand-off it had before: ``asyncio.run_coroutine_threadsafe``
+    and a ``concurrent.futures.wait`` loop (kept here only to compare; it never closes with
+    calls in flight, so its futures stay out of ``_in_flight``)."""
+
+    def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        if self.closed:
+            raise GenRouterError("this client is closed")
+        running: list[asyncio.Task[Any]] = []
+
+        async def run() -> T:
+            task = asyncio.current_task()
+            assert task is not None
+            running.append(task)
+            return await fn(*args, **kwargs)
+
+        future = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        try:
+            while not future.done():
+                concurrent.futures.wait([future], timeout=self._WAKE_S)
+        except BaseException:
+            if running:
+                self._loop.call_soon_threadsafe(running[0].cancel)
+                concurrent.futures.wait([future], timeout=self._UNWIND_S)
+            else:
+                future.cancel()
+            raise
+        return future.result()
+
+
 class AnyioCallPortal(_Portal):
     """The shipped portal, but every call through anyio's ``BlockingPortal.start_task_soon``
     (the first version of this change: cancellation through anyio's future)."""
@@ -225,9 +255,7 @@ class AnyioCallPortal(_Portal):
             finally:
                 ended.set()
 
-        with self._in_flight_lock:
-            future = self._portal.start_task_soon(run)
-            self._in_flight.add(future)
+        future = self._portal.start_task_soon(run)
         try:
             while not future.done():
                 concurrent.futures.wait([future], timeout=self._WAKE_S)
@@ -235,15 +263,13 @@ class AnyioCallPortal(_Portal):
             if future.cancel():
                 ended.wait(self._UNWIND_S)
             raise
-        finally:
-            with self._in_flight_lock:
-                self._in_flight.discard(future)
         return future.result()
 
 
 KINDS = {
     "own": "hand-written (before)",
-    "shipped": "anyio portal + own hand-off (shipped)",
+    "futures": "anyio portal + run_coroutine_threadsafe",
+    "shipped": "anyio portal + lock hand-off (shipped)",
     "anyio": "anyio portal, anyio's call",
 }
 
@@ -258,7 +284,8 @@ def _client(kind: str) -> Client:
     if kind != "shipped":
         client._finalizer.detach()
         client._portal.close(_nothing)  # the async client stays open for the other portal
-        client._portal = LegacyPortal() if kind == "own" else AnyioCallPortal()  # type: ignore[assignment]
+        portals = {"own": LegacyPortal, "futures": FuturesPortal, "anyio": AnyioCallPortal}
+        client._portal = portals[kind]()  # type: ignore[assignment]
     return client
 
 

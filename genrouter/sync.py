@@ -9,14 +9,13 @@ would deadlock, so that raises instead).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import os
+import queue
 import threading
 import time
 import weakref
-from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import date
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, Unpack, overload
@@ -59,6 +58,78 @@ T = TypeVar("T")
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
+_UNSET: Any = object()  # a call's value before it has one
+
+
+class _Call:
+    """One call handed to the portal: what the caller waits on, and the task doing the work.
+
+    The caller blocks on :attr:`done` (a lock taken at birth); the task releases it as its
+    coroutine returns or raises, with the outcome already stored here: one
+    ``call_soon_threadsafe`` out, one lock release back, and no loop turn for a done-callback.
+    ``run_coroutine_threadsafe`` + ``concurrent.futures.wait`` (the hand-off before) built a
+    ``concurrent.futures.Future``, chained it to the task both ways and installed a fresh
+    waiter (a ``threading.Event`` and its condition) on every wait: see bench/portal.py.
+    """
+
+    __slots__ = ("abandoned", "args", "done", "error", "fn", "kwargs", "task", "value")
+
+    def __init__(
+        self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.task: asyncio.Task[None] | None = None
+        self.value: Any = _UNSET
+        self.error: BaseException | None = None
+        # Set when the caller gave up (Ctrl-C) or the client closed before the work could run.
+        self.abandoned = False
+
+    async def _run(self) -> None:
+        try:
+            self.value = await self.fn(*self.args, **self.kwargs)
+        except BaseException as error:
+            self.error = error  # raised in the caller's thread, by result()
+            if not isinstance(error, Exception):
+                raise  # cancelled (or the loop is stopping): the task ends so too
+        finally:
+            self.wake()
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the loop: start the work (unless the caller already gave up)."""
+        if self.abandoned:
+            self.wake()
+        else:
+            self.task = loop.create_task(self._run())
+
+    def wake(self) -> None:
+        with contextlib.suppress(RuntimeError):  # already woken (close raced the result)
+            self.done.release()
+
+    def cancel(self) -> None:
+        """On the loop: stop the work; the caller is woken once it unwound."""
+        self.abandoned = True
+        if self.task is None:
+            self.wake()  # never started, never will
+        else:
+            self.task.cancel()
+
+    def result(self) -> Any:
+        """In the caller's thread, once woken: the value, or the error raised in its thread."""
+        error, value = self.error, self.value
+        self.error = self.value = None  # no cycle through the traceback
+        if error is not None:
+            if isinstance(error, asyncio.CancelledError | GeneratorExit):  # shut down
+                raise GenRouterError("the client was closed while this call was running")
+            raise error
+        if value is _UNSET:  # never ran: the client closed first
+            raise GenRouterError("the client was closed while this call was running")
+        return value
+
+
 class _Portal:
     """anyio's blocking portal (an event loop on its own thread), plus what a sync SDK needs.
 
@@ -66,10 +137,12 @@ class _Portal:
     its final clean-up (tasks left over, async generators, the default executor's threads).
     Written here, because the portal does not do it or costs too much for a per-chunk call:
 
-    - the hand-off of each call is one ``asyncio.run_coroutine_threadsafe`` onto the portal's
-      loop: anyio's ``BlockingPortal.call`` / ``start_task_soon`` waits for the loop twice per
-      call (once to spawn the task, once for its result), which bench/portal.py measured at
-      1.8-2.7x per hand-off and 1.6-1.8x for a sync stream of 35 chunks (docs/architecture.md);
+    - the hand-off of each call is one ``call_soon_threadsafe`` onto the portal's loop and one
+      lock released back (:class:`_Call`): anyio's ``BlockingPortal.call`` / ``start_task_soon``
+      waits for the loop twice per call (once to spawn the task, once for its result), which
+      bench/portal.py measured at 1.8-2.7x per hand-off and 1.6-1.8x for a sync stream of 35
+      chunks (docs/architecture.md), and ``run_coroutine_threadsafe`` + ``concurrent.futures
+      .wait`` cost about 1.5x this one (docs/benchmarks.md, "Sync client hand-off");
     - Ctrl-C reaches a waiting caller: the wait wakes every :attr:`_WAKE_S` (a blocked
       ``Future.result()`` never sees ``_thread.interrupt_main``), and an interrupted call is
       cancelled *and waited for*, so the caller's cleanup (a stream's close) does not run beside
@@ -96,7 +169,8 @@ class _Portal:
         self._closed = False
         self._closing = threading.Lock()
         self._stopping = False
-        self._in_flight: set[concurrent.futures.Future[Any]] = set()
+        self._thread_id = self._thread.ident
+        self._in_flight: set[_Call] = set()
         self._in_flight_lock = threading.Lock()
 
     @property
@@ -106,45 +180,35 @@ class _Portal:
     def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         if self._stopping or self._closed:
             raise GenRouterError("this client is closed")
-        if threading.current_thread() is self._thread:
+        if threading.get_ident() == self._thread_id:
             raise GenRouterError("a sync genrouter Client cannot be used from its own hooks")
-
-        running: list[asyncio.Task[Any] | None] = []
-
-        async def run() -> T:
-            running.append(asyncio.current_task())
-            return await fn(*args, **kwargs)
-
-        coro: Coroutine[Any, Any, T] = run()
+        call = _Call(fn, args, kwargs)
         with self._in_flight_lock:
             if self._stopping:
-                coro.close()
                 raise GenRouterError("this client is closed")
-            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-            self._in_flight.add(future)
+            self._loop.call_soon_threadsafe(call.start, self._loop)
+            self._in_flight.add(call)
         try:
-            while not future.done():
-                concurrent.futures.wait([future], timeout=self._WAKE_S)
+            wait = call.done.acquire
+            while not wait(timeout=self._WAKE_S):
+                pass
         except BaseException:
             # Ctrl-C (or any interruption): stop the work, not just the wait, and wait for it
             # to stop.
-            self._stop(future, running)
+            self._stop(call)
             raise
         finally:
             with self._in_flight_lock:
-                self._in_flight.discard(future)
-        try:
-            return future.result()
-        except concurrent.futures.CancelledError:
-            raise GenRouterError("the client was closed while this call was running") from None
+                self._in_flight.discard(call)
+        result: T = call.result()
+        return result
 
-    def _stop(self, future: concurrent.futures.Future[Any], running: list[Any]) -> None:
-        task = running[0] if running else None
-        if task is None:
-            future.cancel()  # not started yet: it never will
+    def _stop(self, call: _Call) -> None:
+        try:
+            self._loop.call_soon_threadsafe(call.cancel)
+        except RuntimeError:  # the loop is gone (closed meanwhile): nothing left to stop
             return
-        self._loop.call_soon_threadsafe(task.cancel)
-        concurrent.futures.wait([future], timeout=self._UNWIND_S)
+        call.done.acquire(timeout=self._UNWIND_S)
 
     def close(self, aclose: Callable[[], Awaitable[None]]) -> None:
         """Refuse new calls, cancel work in flight, close open streams, run *aclose*, then
@@ -182,8 +246,9 @@ class _Portal:
                     self._manager.__exit__(None, None, None)
                 with self._in_flight_lock:
                     stranded, self._in_flight = list(self._in_flight), set()
-                for future in stranded:
-                    future.cancel()  # its work never ran: wake its caller with an error
+                for call in stranded:
+                    call.abandoned = True
+                    call.wake()  # its work never ran: wake its caller with an error
 
 
 def _loop_thread_and_host() -> tuple[
@@ -196,94 +261,186 @@ def _loop_thread_and_host() -> tuple[
     return asyncio.get_running_loop(), threading.current_thread(), host
 
 
-# At most this many chunks come back from the portal in one round trip.
-_BATCH = 64
+# At most this many chunks wait for a sync reader before its stream's pump stops reading.
+_AHEAD = 64
 
 
-async def _next_or_end(inner: AsyncChatStream) -> ChatCompletionChunk | None:
-    """The stream's next chunk, or ``None`` at its end."""
-    try:
-        return await inner.__anext__()
-    except StopAsyncIteration:
-        return None
+class _End:
+    """What a pump puts after the last chunk: the end, the error the stream raised, or that
+    the pump was cancelled (by ``close()``, Ctrl-C or the client closing)."""
+
+    __slots__ = ("cancelled", "error")
+
+    def __init__(self, error: Exception | None = None, *, cancelled: bool = False) -> None:
+        self.error = error
+        self.cancelled = cancelled
 
 
-class _BatchedChatStream(ChatStream):
-    """A :class:`ChatStream` that brings chunks back from the portal in batches.
+class _Pipe:
+    """Between one stream's pump (on the portal's loop) and its sync reader (any thread).
 
-    One round trip to the portal's thread costs about as much as a whole chunk's work, and a
-    sync stream paid one per chunk. Here each round trip waits for the next chunk as before,
-    then takes the chunks that are ready at once (the next ``__anext__`` completes within one
-    turn of the loop: already-received data), up to :data:`_BATCH`. A read that would wait is
-    left running on the portal and awaited by the next round trip, so no chunk waits for
-    another and none is read ahead of the network. The caller still gets each chunk once, in
-    order, and an error after the last chunk ready.
+    The pump puts chunks on :attr:`items` and never waits for the reader, unless
+    :data:`_AHEAD` chunks are still unread: then it parks on :attr:`park` until the reader
+    takes one. The pump publishes ``park`` *before* it checks the queue again, and the reader
+    takes a chunk *before* it looks at ``park``, so a wake-up is never lost. The pump does not
+    hold the sync stream object, so a stream dropped unread can be collected (its finalizer
+    cancels the pump).
     """
 
-    __slots__ = ("_ahead", "_buffer")
+    __slots__ = ("drain", "error", "items", "park", "task", "woken")
+
+    def __init__(self) -> None:
+        self.items: queue.SimpleQueue[ChatCompletionChunk | _End] = queue.SimpleQueue()
+        self.park: asyncio.Future[None] | None = None
+        self.woken: asyncio.Future[None] | None = None  # the reader's side only
+        self.task: asyncio.Task[None] | None = None
+        self.error: Exception | None = None
+        self.drain = False  # until_done(): nobody reads the queue any more; never park
+
+    async def pump(self, inner: AsyncChatStream) -> None:
+        """On the portal: read *inner* to its end, each chunk onto the queue as it comes."""
+        put = self.items.put
+        try:
+            async for chunk in inner:
+                put(chunk)
+                if self.items.qsize() >= _AHEAD and not self.drain:
+                    await self._wait_for_room()
+            await inner.aclose()  # ended: nothing left for the reader's close() to release
+        except asyncio.CancelledError:
+            try:
+                await inner.aclose()  # parked when cancelled: the stream is still open
+            finally:
+                put(_End(cancelled=True))
+            raise
+        except Exception as error:  # delivered to the reader after the chunks before it
+            self.error = error
+            put(_End(error))
+        else:
+            put(_End())
+
+    async def _wait_for_room(self) -> None:
+        self.park = park = asyncio.get_running_loop().create_future()
+        if self.items.qsize() >= _AHEAD and not self.drain:  # again, now that park is seen
+            await park
+        self.park = None
+
+    def resume(self, loop: asyncio.AbstractEventLoop) -> None:
+        """From the reader, after it took a chunk: wake a parked pump."""
+        park = self.park
+        if park is not None and park is not self.woken:
+            self.woken = park
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nothing to wake
+                loop.call_soon_threadsafe(_wake, park)
+
+
+def _wake(park: asyncio.Future[None]) -> None:
+    if not park.done():
+        park.set_result(None)
+
+
+def _cancel_pump(loop: asyncio.AbstractEventLoop, pipe: _Pipe) -> None:
+    """A sync stream was dropped without ``close()``: stop its pump (from any thread)."""
+    task = pipe.task
+    if task is not None and not task.done():
+        with contextlib.suppress(RuntimeError):  # the loop is gone, and the pump with it
+            loop.call_soon_threadsafe(task.cancel)
+
+
+class _PumpedChatStream(ChatStream):
+    """A :class:`ChatStream` whose chunks a pump on the portal reads ahead for the caller.
+
+    A round trip to the portal's thread costs about as much as a whole chunk's work. Here one
+    task on the portal (the *pump*, started by the round trip that opened the stream) reads
+    the stream as the network delivers it and queues each chunk; the caller takes chunks from
+    the queue with no round trip at all, and blocks only when none is there yet. So a stream
+    costs the round trip of ``create()`` and none per chunk; its ``close()`` costs none either
+    once the stream ended. The caller gets each chunk once, in order, as soon as it arrived,
+    and an error after the chunks before it; at most :data:`_AHEAD` chunks wait unread.
+    """
+
+    __slots__ = ("__weakref__", "_ended", "_pipe")
 
     def __init__(self, inner: AsyncChatStream, portal: _Portal) -> None:
         super().__init__(inner, portal)
-        self._buffer: deque[ChatCompletionChunk] = deque()
-        # The read left running on the portal's loop by the last round trip (or its result).
-        self._ahead: asyncio.Task[ChatCompletionChunk | None] | None = None
+        self._pipe = _Pipe()
+        self._ended = False  # the caller took the pump's last item: it has stopped
+
+    def start(self) -> None:
+        """On the portal: start the pump."""
+        loop = asyncio.get_running_loop()
+        pipe = self._pipe
+        pipe.task = loop.create_task(pipe.pump(self._inner))
+        weakref.finalize(self, _cancel_pump, loop, pipe)
 
     def __next__(self) -> ChatCompletionChunk:
-        buffer = self._buffer
-        if not buffer:
-            buffer.extend(self._portal.call(self._fetch))
-            if not buffer:
-                raise StopIteration
-        return buffer.popleft()
+        portal = self._portal
+        if portal._stopping or portal._closed:
+            raise GenRouterError("this client is closed")
+        if self._ended:
+            raise StopIteration
+        pipe = self._pipe
+        try:
+            item = pipe.items.get_nowait()
+        except queue.Empty:
+            item = self._wait()
+        if isinstance(item, _End):
+            self._ended = True
+            if item.error is not None:
+                raise item.error
+            if item.cancelled and portal.closed:
+                raise GenRouterError("the client was closed while this call was running")
+            raise StopIteration
+        if pipe.park is not None:
+            pipe.resume(portal._loop)
+        return item
 
-    async def _fetch(self) -> list[ChatCompletionChunk]:
-        """On the portal: the next chunk (waited for), then those ready now."""
-        inner = self._inner
-        ahead, self._ahead = self._ahead, None
-        first = await (ahead if ahead is not None else _next_or_end(inner))
-        if first is None:
-            return []
-        chunks = [first]
-        loop = asyncio.get_running_loop()
-        while len(chunks) < _BATCH:
-            self._ahead = task = loop.create_task(_next_or_end(inner))
-            await asyncio.sleep(0)  # one turn: a chunk already received is ready after it
-            if not task.done() or task.cancelled() or task.exception() is not None:
-                break  # still waiting, or an error: the next round trip awaits it
-            chunk = task.result()
-            if chunk is None:
-                break  # the end: the next round trip sees it
-            self._ahead = None
-            chunks.append(chunk)
-        return chunks
+    def _wait(self) -> ChatCompletionChunk | _End:
+        """Block until the pump puts the next item; Ctrl-C stops the pump, and waits for it."""
+        portal = self._portal
+        get = self._pipe.items.get
+        try:
+            while True:
+                try:
+                    return get(timeout=portal._WAKE_S)
+                except queue.Empty:
+                    if portal._closed:  # closed, and the pump could not say so
+                        raise GenRouterError("this client is closed") from None
+        except BaseException:
+            # Ctrl-C (or any interruption): stop the read too, and wait until it stopped.
+            with contextlib.suppress(GenRouterError):
+                portal.call(self._stop_pump)
+            raise
 
-    async def _settle_ahead(self) -> None:
-        """Wait for the read left running (after ``aclose`` stopped it), result dropped."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None:
-            await asyncio.wait([ahead])
-            if not ahead.cancelled():
-                ahead.exception()  # retrieved: never delivered, so never raised
+    async def _stop_pump(self) -> None:
+        task = self._pipe.task
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task])
 
     def close(self) -> None:
-        """Stop the stream and release its connection (a no-op once the client is closed,
-        which closed every open stream)."""
-        self._buffer.clear()
-        if not self._portal.closed:
+        """Stop the stream and release its connection (a no-op once the stream ended or the
+        client is closed, which closed every open stream)."""
+        ended, self._ended = self._ended, True
+        if not ended and not self._portal.closed:
             self._portal.call(self._close)
 
     async def _close(self) -> None:
-        await self._inner.aclose()  # stops a read left running, if any
-        await self._settle_ahead()
+        await self._inner.aclose()  # stops the pump's read if one waits (the pump then ends)
+        await self._stop_pump()  # a pump parked on a full queue
 
     def until_done(self) -> ChatCompletion:
-        self._buffer.clear()  # already in the accumulator
-        return self._portal.call(self._until_done)
+        taken, self._ended = self._ended, True
+        return self._portal.call(self._until_done, taken)
 
-    async def _until_done(self) -> ChatCompletion:
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None:
-            await ahead  # its chunk is in the accumulator; its error is raised
+    async def _until_done(self, taken: bool) -> ChatCompletion:
+        pipe = self._pipe
+        pipe.drain = True
+        if pipe.park is not None:
+            _wake(pipe.park)
+        if pipe.task is not None:
+            await asyncio.wait([pipe.task])
+            if pipe.error is not None and not taken:
+                raise pipe.error  # not delivered yet: until_done() raises it
         return await self._inner.until_done()
 
 
@@ -465,12 +622,20 @@ class Completions:
         check_params({"messages": messages, **params})  # typed refusal before list() below
         call: dict[str, Any] = {"model": model, "messages": list(messages), "stream": stream}
         call.update(params)
-        result: ChatCompletion | AsyncChatStream = client._portal.call(
-            client._async.chat.completions.create, **call
-        )
-        if isinstance(result, AsyncChatStream):
-            return _BatchedChatStream(result, client._portal)
-        return result
+        if not stream:
+            answer: ChatCompletion = client._portal.call(
+                client._async.chat.completions.create, **call
+            )
+            return answer
+        return client._portal.call(self._open_stream, call)
+
+    async def _open_stream(self, call: dict[str, Any]) -> ChatStream:
+        """On the portal: open the stream and start its pump, in the one round trip."""
+        client = self._client
+        inner: AsyncChatStream = await client._async.chat.completions.create(**call)
+        stream = _PumpedChatStream(inner, client._portal)
+        stream.start()
+        return stream
 
     @overload
     def parse(
