@@ -129,9 +129,7 @@ class DirectRoute:
         request.read()  # as Request(content=...) does: the transport sends the bytes at once
         return request
 
-    def _head_of(
-        self, url: httpx2.URL, headers: Mapping[str, str]
-    ) -> httpx2.Headers | None:
+    def _head_of(self, url: httpx2.URL, headers: Mapping[str, str]) -> httpx2.Headers | None:
         # httpx2's own merge (client defaults, then the caller's: same casing, order, encoding),
         # then what Request() puts first (Host); Content-Length goes last, per request.
         merged = httpx2.Headers(self._http.headers)
