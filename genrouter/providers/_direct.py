@@ -148,7 +148,10 @@ class DirectRoute:
             raise
         response.request = request
         response.default_encoding = getattr(self._http, "_default_encoding", "utf-8")
-        if "set-cookie" in response.headers:
+        # One pass over httpx2's lower-cased names for both questions (``name in headers``
+        # encodes the name and scans the list, once per question).
+        names = {lower for _raw, lower, _value in response.headers._list}
+        if b"set-cookie" in names:
             self._http.cookies.extract_cookies(response)
         self._log.info(
             'HTTP Request: %s %s "%s %d %s"',
@@ -160,7 +163,7 @@ class DirectRoute:
         )
         if not stream:
             try:
-                if "content-encoding" in response.headers:
+                if b"content-encoding" in names:
                     await response.aread()  # httpx2 decodes it
                 else:
                     await _read_plain(response, request)
