@@ -25,7 +25,8 @@ URL with user info, a closed client, or caller headers naming ``Host``, ``Conten
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping
+from types import AsyncGeneratorType
 from typing import Any
 
 import httpx2
@@ -126,7 +127,8 @@ class DirectRoute:
         # Content-Length last, as before: (raw name, lower-cased name, value), httpx2's entry.
         size = b"%d" % len(content)
         request.headers._list.append((b"Content-Length", b"content-length", size))
-        request.read()  # as Request(content=...) does: the transport sends the bytes at once
+        # What Request(content=...) and read() leave: the body held, sent at once.
+        request._content = content
         return request
 
     def _head_of(self, url: httpx2.URL, headers: Mapping[str, str]) -> httpx2.Headers | None:
@@ -193,7 +195,7 @@ async def _read_plain(response: httpx2.Response, request: httpx2.Request) -> Non
         exc.request = request  # as httpx2's request_context does
         raise
     finally:
-        if isinstance(parts, AsyncGenerator):
+        if isinstance(parts, AsyncGeneratorType):  # the concrete type: no ABC check
             await parts.aclose()
         await response.aclose()
     response._num_bytes_downloaded = len(content)
