@@ -231,7 +231,9 @@ def build_request(params: Mapping[str, Any]) -> ChatRequest:
             if type(value).__name__ in _SENTINELS:
                 del data[key]
     messages = data.get("messages")
-    if messages is None or isinstance(messages, str | bytes | Mapping):
+    if type(messages) is not list and (  # a list (the usual case): skip the ABC check
+        messages is None or isinstance(messages, str | bytes | Mapping)
+    ):
         raise InvalidRequestError("expected a list of messages", param="messages")
     data["messages"] = messages = [m if type(m) is dict else message_input(m) for m in messages]
     if not messages:

@@ -341,3 +341,69 @@ async def test_a_pool_header_or_event_hook_added_later_takes_httpx2s_path() -> N
     assert b"X-Pool" not in server.requests[0]
     assert b"\r\nX-Pool: p1\r\n" in server.requests[1]
     assert len(seen) == 1 and b"X-Pool" not in server.requests[2]
+
+
+def cut_body(part: bytes = b'{"id": "c1", "obj') -> Callable[..., Awaitable[None]]:
+    """Announces a longer body than it sends, then closes the connection."""
+
+    async def handler(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: RawServer
+    ) -> None:
+        head = await read_head(reader)
+        server.requests.append(head + await reader.readexactly(content_length(head)))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n" + part)
+        await writer.drain()
+        writer.close()
+
+    return handler
+
+
+async def test_a_plain_body_read_ends_as_httpx2s_aread() -> None:
+    """The direct read of a body without Content-Encoding leaves the response as aread does."""
+    body = json.dumps(COMPLETION).encode()
+    async with raw_server(answering(*[json_answer()] * 3)) as server, pool() as http:
+        target = provider(server.url, http)
+        url = httpx2.URL(server.url + "/v1/chat/completions")
+        route = DirectRoute.for_pool(http, url)
+        assert route is not None
+        timeout = httpx2.Timeout(5.0).as_dict()
+        built = route.build(url, {"Content-Type": "application/json"}, b"{}", None, timeout)
+        assert built is not None
+        lean = await route.send(built, stream=False)
+        plain = await http.send(http.build_request("POST", url, content=b"{}"))
+        for response in (lean, plain):
+            assert response.content == body
+            assert response.is_stream_consumed and response.is_closed
+            assert response.num_bytes_downloaded == len(body)
+            assert response.request is not None
+        assert lean.json() == plain.json() == COMPLETION
+        await target.complete(call_with())
+    assert server.accepted == 1  # the connection went back to the pool after each read
+
+
+async def test_a_body_cut_short_fails_as_on_httpx2s_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with raw_server(cut_body()) as server, pool() as http:
+        lean, plain = provider(server.url, http), provider(server.url, http)
+        plain._direct = None
+        with monkeypatch.context() as patch:
+            forbid_client_send(http, patch)
+            got = await error_of(lean, False, None)
+        assert got == await error_of(plain, False, None)
+    assert issubclass(got[0], ProviderConnectionError)
+
+
+async def test_a_header_one_request_adds_does_not_reach_the_next() -> None:
+    """The request head is built once per key and copied: DashScope's per-request header
+    (``X-DashScope-OssResourceResolve`` for ``oss://`` media) stays on its own request."""
+    image = {"type": "image_url", "image_url": {"url": "oss://bucket/cat.png"}}
+    with_oss = [{"role": "user", "content": [{"type": "text", "text": "what?"}, image]}]
+    async with raw_server(answering(*[json_answer()] * 3)) as server, pool() as http:
+        target = provider(server.url, http, DashScopeProvider)
+        await target.complete(call_with())
+        await target.complete(call_with(messages=with_oss))
+        await target.complete(call_with())
+        assert isinstance(target._direct, DirectRoute)
+    header = b"\r\nX-DashScope-OssResourceResolve: enable\r\n"
+    first, second, third = server.requests
+    assert header not in first and header in second and header not in third
+    assert first.split(b"\r\n\r\n")[0] == third.split(b"\r\n\r\n")[0]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from types import AsyncGeneratorType
 from typing import Any
 
 import httpx2
@@ -46,9 +47,10 @@ class DirectRoute:
         self._transport = transport
         # What the client adds to every request (httpx2's own entries, compared per call).
         self._defaults = list(getattr(http.headers, "_list", ()))
-        # The head for the provider's usual headers dict (rebuilt when the key changes).
+        # The head for the provider's usual headers dict (rebuilt when the key changes), as
+        # the Headers object each request copies (a list copy, no per-header normalising).
         self._head_for: Mapping[str, str] | None = None
-        self._head: list[tuple[bytes, bytes]] | None = None
+        self._head: httpx2.Headers | None = None
         self._log = logging.getLogger("httpx2")
 
     @classmethod
@@ -100,9 +102,12 @@ class DirectRoute:
         headers: Mapping[str, str],
         content: bytes,
         params: Mapping[str, Any] | None,
-        timeout: httpx2.Timeout,
+        timeout: dict[str, float | None],
     ) -> httpx2.Request | None:
-        """The request ``build_request("POST", ...)`` would make, or ``None`` (use it)."""
+        """The request ``build_request("POST", ...)`` would make, or ``None`` (use it).
+
+        *timeout* is the request's ``timeout`` extension (``httpx2.Timeout.as_dict()``).
+        """
         if headers is self._head_for:
             head = self._head
         else:
@@ -115,16 +120,18 @@ class DirectRoute:
             "POST",
             url,
             params=params,
-            headers=[*head, (b"Content-Length", b"%d" % len(content))],
+            headers=head,  # copied by Request()
             stream=httpx2.ByteStream(content),
-            extensions={"timeout": timeout.as_dict()},
+            extensions={"timeout": timeout},
         )
-        request.read()  # as Request(content=...) does: the transport sends the bytes at once
+        # Content-Length last, as before: (raw name, lower-cased name, value), httpx2's entry.
+        size = b"%d" % len(content)
+        request.headers._list.append((b"Content-Length", b"content-length", size))
+        # What Request(content=...) and read() leave: the body held, sent at once.
+        request._content = content
         return request
 
-    def _head_of(
-        self, url: httpx2.URL, headers: Mapping[str, str]
-    ) -> list[tuple[bytes, bytes]] | None:
+    def _head_of(self, url: httpx2.URL, headers: Mapping[str, str]) -> httpx2.Headers | None:
         # httpx2's own merge (client defaults, then the caller's: same casing, order, encoding),
         # then what Request() puts first (Host); Content-Length goes last, per request.
         merged = httpx2.Headers(self._http.headers)
@@ -132,7 +139,7 @@ class DirectRoute:
         raw = merged.raw
         if any(name.lower() in _FRAMING for name, _ in raw):
             return None  # the caller set framing headers itself: httpx2's rules decide
-        return [(b"Host", url.netloc), *raw]
+        return httpx2.Headers([(b"Host", url.netloc), *raw])
 
     async def send(self, request: httpx2.Request, *, stream: bool) -> httpx2.Response:
         """``AsyncClient.send(request, stream=stream)`` for a request :meth:`build` made."""
@@ -143,7 +150,10 @@ class DirectRoute:
             raise
         response.request = request
         response.default_encoding = getattr(self._http, "_default_encoding", "utf-8")
-        if "set-cookie" in response.headers:
+        # One pass over httpx2's lower-cased names for both questions (``name in headers``
+        # encodes the name and scans the list, once per question).
+        names = {lower for _raw, lower, _value in response.headers._list}
+        if b"set-cookie" in names:
             self._http.cookies.extract_cookies(response)
         self._log.info(
             'HTTP Request: %s %s "%s %d %s"',
@@ -155,8 +165,38 @@ class DirectRoute:
         )
         if not stream:
             try:
-                await response.aread()
+                if b"content-encoding" in names:
+                    await response.aread()  # httpx2 decodes it
+                else:
+                    await _read_plain(response, request)
             except BaseException:
                 await response.aclose()
                 raise
         return response
+
+
+async def _read_plain(response: httpx2.Response, request: httpx2.Request) -> None:
+    """``await response.aread()`` for a body without ``Content-Encoding``.
+
+    The same bytes and the same end state (content set, stream consumed, response closed and
+    its connection released, the request attached to a transport error), without the layers
+    that do nothing for such a body: httpx2's identity decoder, two chunkers and three
+    generators between the transport's stream and the bytes.
+    """
+    stream = response.stream
+    if not isinstance(stream, httpx2.AsyncByteStream):
+        await response.aread()  # not a stream this route made: httpx2's own checks and errors
+        return
+    response.is_stream_consumed = True
+    parts = stream.__aiter__()
+    try:
+        content = b"".join([part async for part in parts])
+    except httpx2.RequestError as exc:
+        exc.request = request  # as httpx2's request_context does
+        raise
+    finally:
+        if isinstance(parts, AsyncGeneratorType):  # the concrete type: no ABC check
+            await parts.aclose()
+        await response.aclose()
+    response._num_bytes_downloaded = len(content)
+    response._content = content

@@ -138,6 +138,7 @@ class OpenAICompatibleProvider:
         # Below httpx2's client layer where it would do nothing (providers/_direct.py); False:
         # not looked at yet, None: httpx2's own path.
         self._direct: DirectRoute | bool | None = False
+        self._built_direct: httpx2.Request | None = None  # built by it, for the next _send
         # Headers depend only on the key; rebuilt when the key in the environment changes.
         self._headers_key: tuple[str | None, ...] | None = None
         self._headers: dict[str, str] | None = None
@@ -417,15 +418,24 @@ class OpenAICompatibleProvider:
         a full pool shows as ``pool_timeout`` (our congestion) rather than as the model's
         attempt timeout.
         """
+        limits = self._timeout_limits(call)
+        return httpx2.Timeout(
+            limits["read"], connect=limits["connect"], pool=limits["pool"], write=limits["write"]
+        )
+
+    def _timeout_limits(self, call: ProviderCall) -> dict[str, float | None]:
+        """:meth:`_timeout` as ``Timeout.as_dict()`` gives it (what the transport reads)."""
         if call.timeout is None:
             total = self._config.timeout_s
-            return httpx2.Timeout(total, connect=min(self._config.connect_timeout_s, total))
-        total = call.timeout
-        return httpx2.Timeout(
-            total + _BACKSTOP_SLACK_S,
-            connect=min(self._config.connect_timeout_s, total + _BACKSTOP_SLACK_S),
-            pool=max(total * 0.9, 0.001),
-        )
+            connect = min(self._config.connect_timeout_s, total)
+            return {"connect": connect, "read": total, "write": total, "pool": total}
+        backstop = call.timeout + _BACKSTOP_SLACK_S
+        return {
+            "connect": min(self._config.connect_timeout_s, backstop),
+            "read": backstop,
+            "write": backstop,
+            "pool": max(call.timeout * 0.9, 0.001),
+        }
 
     async def _prepare(
         self, call: ProviderCall, *, stream: bool
@@ -451,9 +461,11 @@ class OpenAICompatibleProvider:
         direct = self._direct_route(url)
         if direct is not None:
             built = direct.build(
-                url, headers, content, request.extra_query or None, self._timeout(call)
+                url, headers, content, request.extra_query or None, self._timeout_limits(call)
             )
             if built is not None:
+                # _send follows at once (no await between): it need not ask usable() again.
+                self._built_direct = built
                 return built
         return self._http.build_request(
             "POST",
@@ -475,7 +487,14 @@ class OpenAICompatibleProvider:
 
     async def _send(self, request: httpx2.Request, *, stream: bool = False) -> httpx2.Response:
         """``self._http.send``, or the same request straight onto its transport."""
-        direct = self._direct_route(request.url)
+        direct: DirectRoute | None
+        built_by = self._direct
+        if request is self._built_direct and isinstance(built_by, DirectRoute):
+            self._built_direct = None
+            direct = built_by
+        else:
+            self._built_direct = None
+            direct = self._direct_route(request.url)
         if direct is not None:
             return await direct.send(request, stream=stream)
         return await self._http.send(request, stream=stream)
@@ -710,7 +729,8 @@ async def _read_media_in_time(
 
 def _usable_in_header(key: str) -> bool:
     """A key that can travel in an HTTP header as it is: printable ASCII, no spaces."""
-    return key.isascii() and key.isprintable() and not any(c.isspace() for c in key)
+    # An ASCII printable string's only whitespace character is the space itself.
+    return key.isascii() and key.isprintable() and " " not in key
 
 
 def _locate(error: ProviderError, call: ProviderCall) -> ProviderError:

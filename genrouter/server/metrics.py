@@ -18,6 +18,7 @@ import contextlib
 import json
 import math
 import os
+from bisect import bisect_left
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -67,10 +68,9 @@ class Metrics:
         row = self.histograms.get(key)
         if row is None:
             row = self.histograms[key] = [0.0] * (len(LATENCY_BUCKETS) + 2)
-        for i, bound in enumerate(LATENCY_BUCKETS):
-            if seconds <= bound:
-                row[i] += 1
-                break
+        i = bisect_left(LATENCY_BUCKETS, seconds)  # the first bucket with seconds <= bound
+        if i < len(LATENCY_BUCKETS) and seconds <= LATENCY_BUCKETS[i]:  # (NaN: none)
+            row[i] += 1
         row[-2] += seconds
         row[-1] += 1
 

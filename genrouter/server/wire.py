@@ -185,16 +185,21 @@ def error_for(exc: GenRouterError, secrets: Iterable[str | None] = ()) -> ApiErr
     return ApiError(500, message, "server_error", "internal_error")
 
 
+def _is_mapping(value: object) -> bool:
+    # JSON objects arrive as dicts: the exact-type test spares the ABC check per item.
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _check_images(messages: Any) -> None:
     """Refuse local file paths in image (and video frame) parts: only data: and http(s)."""
     if not isinstance(messages, list):
         return
     for i, message in enumerate(messages):
-        content = message.get("content") if isinstance(message, Mapping) else None
+        content = message.get("content") if _is_mapping(message) else None
         if not isinstance(content, list):
             continue
         for j, part in enumerate(content):
-            if not isinstance(part, Mapping):
+            if not _is_mapping(part):
                 continue
             kind = part.get("type")
             where = f"messages[{i}].content[{j}]"
