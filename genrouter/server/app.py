@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from genrouter.errors import GenRouterError, redact
 from genrouter.params import CompletionCreateParams
 from genrouter.server.auth import Gatekeeper
-from genrouter.server.coalesce import HeldEvents, next_or_flush
+from genrouter.server.coalesce import HeldEvents, flush_then_finish, next_or_flush
 from genrouter.server.metrics import Metrics, render
 from genrouter.server.settings import GatewayKey, LoadedGateway
 from genrouter.server.wire import (
@@ -444,10 +444,20 @@ class Gateway:
         ttft = time.perf_counter() - started
         self.metrics.observe("genrouter_gateway_ttft_seconds", (), ttft)
         while True:
+            # next_or_flush(next_chunk(), flush), with its first step taken here: a chunk that
+            # is ready (most of them) costs no coroutine of its own around it.
+            step = next_chunk()
             try:
-                chunk = await next_or_flush(next_chunk(), flush)
+                signal = step.send(None)
+            except StopIteration as ready:
+                chunk = ready.value
             except StopAsyncIteration:
                 return
+            else:
+                try:
+                    chunk = await flush_then_finish(step, signal, flush)
+                except StopAsyncIteration:
+                    return
             if held.hold(chunk_event(chunk)):
                 await flush()
 

@@ -23,7 +23,7 @@ import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
-__all__ = ["HeldEvents", "next_or_flush"]
+__all__ = ["HeldEvents", "flush_then_finish", "next_or_flush"]
 
 T = TypeVar("T")
 
@@ -85,6 +85,17 @@ def next_or_flush(
         signal = step.send(None)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]  # ready: nothing to flush
+    return (yield from flush_then_finish(step, signal, flush))
+
+
+@types.coroutine
+def flush_then_finish(
+    step: Coroutine[Any, Any, T], signal: Any, flush: Callable[[], Coroutine[Any, Any, None]]
+) -> Generator[Any, Any, T]:
+    """The rest of :func:`next_or_flush` once *step*'s first ``send(None)`` gave *signal* (it
+    has to wait): ``flush()``, then the step to its end. A caller that took the first step
+    itself (the gateway's relay, for the chunks that are ready: no coroutine around them)
+    awaits this for the ones that are not."""
     # The step waits for something (a read, most likely): write what is held first.
     try:
         yield from flush().__await__()
