@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from datetime import date
 
@@ -39,6 +40,22 @@ def catalog_before_2026_retirements(monkeypatch: pytest.MonkeyPatch) -> date:
     """
     monkeypatch.setattr("genrouter.lifecycle.utc_today", lambda: BEFORE_2026_RETIREMENTS)
     return BEFORE_2026_RETIREMENTS
+
+
+@pytest.fixture
+def no_gc_pauses() -> Iterator[None]:
+    """The cyclic garbage collector paused for one test (after a full collection first).
+
+    For tests that time the event loop's callbacks: late in a full run, one collection of
+    everything earlier tests left behind can take longer than the stall they look for, in
+    whichever callback happens to allocate at that moment. That is not what they measure.
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @pytest.fixture

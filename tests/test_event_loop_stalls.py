@@ -81,6 +81,7 @@ def _watch(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="asyncio")
 
 
+@pytest.mark.usefixtures("no_gc_pauses")
 async def test_first_requests_and_a_huge_prompt_never_stall_the_loop(
     caplog: pytest.LogCaptureFixture, server_url: str
 ) -> None:

@@ -328,6 +328,7 @@ def test_the_docs_example_runs(redis_server: RedisServer) -> None:
         assert b"healthy/m" in done.stdout
 
 
+@pytest.mark.usefixtures("no_gc_pauses")
 async def test_a_hung_redis_never_stalls_the_event_loop_and_falls_back_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -375,8 +376,8 @@ async def test_a_hung_redis_never_stalls_the_event_loop_and_falls_back_once(
     for reply in replies[-3:]:
         assert reply.route is not None
         assert any("unavailable; decided on local state" in n for n in reply.route.notes)
-    stalls = [r for r in caplog.records if r.name == "asyncio" and "took" in r.getMessage()]
-    assert stalls == []
+    stalls = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+    assert [m for m in stalls if "took" in m] == []  # the messages name the slow callback
     assert len([r for r in caplog.records if "unavailable" in r.getMessage()]) == 1
 
 
