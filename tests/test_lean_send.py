@@ -171,20 +171,6 @@ async def test_a_gzip_body_is_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.choices[0].message.content == "hi"
 
 
-async def test_a_body_that_is_not_gzip_fails_as_on_httpx2s_path(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    answer = ok(b"not gzip at all", b"Content-Encoding: gzip")
-    async with raw_server(answering(answer, answer)) as server, pool() as http:
-        lean, plain = provider(server.url, http), provider(server.url, http)
-        plain._direct = None
-        with monkeypatch.context() as patch:
-            forbid_client_send(http, patch)
-            got = await error_of(lean, False, None)
-        assert got == await error_of(plain, False, None)
-    assert got[0] is ResponseFormatError
-
-
 async def test_a_cookie_set_by_a_response_is_kept_and_sent_as_httpx2_does() -> None:
     answer = ok(json.dumps(COMPLETION).encode(), b"Set-Cookie: session=s1; Path=/")
     async with raw_server(answering(answer, json_answer())) as server, pool() as http:
@@ -381,17 +367,6 @@ async def test_a_plain_body_read_ends_as_httpx2s_aread() -> None:
     assert server.accepted == 1  # the connection went back to the pool after each read
 
 
-async def test_a_body_cut_short_fails_as_on_httpx2s_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    async with raw_server(cut_body()) as server, pool() as http:
-        lean, plain = provider(server.url, http), provider(server.url, http)
-        plain._direct = None
-        with monkeypatch.context() as patch:
-            forbid_client_send(http, patch)
-            got = await error_of(lean, False, None)
-        assert got == await error_of(plain, False, None)
-    assert issubclass(got[0], ProviderConnectionError)
-
-
 async def test_a_header_one_request_adds_does_not_reach_the_next() -> None:
     """The request head is built once per key and copied: DashScope's per-request header
     (``X-DashScope-OssResourceResolve`` for ``oss://`` media) stays on its own request."""
@@ -407,3 +382,26 @@ async def test_a_header_one_request_adds_does_not_reach_the_next() -> None:
     first, second, third = server.requests
     assert header not in first and header in second and header not in third
     assert first.split(b"\r\n\r\n")[0] == third.split(b"\r\n\r\n")[0]
+
+
+def _not_gzip() -> Any:
+    answer = ok(b"not gzip at all", b"Content-Encoding: gzip")
+    return answering(answer, answer)
+
+
+@pytest.mark.parametrize(
+    ("handler", "kind"),
+    [(_not_gzip, ResponseFormatError), (cut_body, ProviderConnectionError)],
+    ids=["claims-gzip", "cut-short"],
+)
+async def test_a_bad_body_fails_as_on_httpx2s_path(
+    monkeypatch: pytest.MonkeyPatch, handler: Callable[[], Any], kind: type[Exception]
+) -> None:
+    async with raw_server(handler()) as server, pool() as http:
+        lean, plain = provider(server.url, http), provider(server.url, http)
+        plain._direct = None
+        with monkeypatch.context() as patch:
+            forbid_client_send(http, patch)
+            got = await error_of(lean, False, None)
+        assert got == await error_of(plain, False, None)
+    assert issubclass(got[0], kind)
