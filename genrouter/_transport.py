@@ -458,8 +458,8 @@ def raw_body(response: httpx2.Response) -> AsyncGenerator[bytes, None] | None:
     """The body of a streamed *response* from this transport, read straight off the connection.
 
     With no ``Content-Encoding`` these are the bytes ``response.aiter_bytes()`` yields, without
-    the decoder, chunker and context layers httpx2 puts around each piece (bench/overhead.py:
-    ~20 us per stream). ``None`` otherwise (another transport, a coded body, a body already read
+    the decoder, chunker and context layers httpx2 puts around each piece (three generators
+    and two chunkers). ``None`` otherwise (another transport, a coded body, a body already read
     or closed): read ``aiter_bytes()``. Closing the iterator early ends the body as
     ``response.aclose()`` does; the caller still closes the response.
     """

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from types import AsyncGeneratorType
 from typing import Any
 
 import httpx2
+
+from genrouter._transport import AsyncioHTTP1Transport, raw_body
 
 __all__ = ["DirectRoute"]
 
@@ -56,8 +57,6 @@ class DirectRoute:
     @classmethod
     def for_pool(cls, http: httpx2.AsyncClient, url: httpx2.URL) -> DirectRoute | None:
         """The route for *url* on *http*, or ``None`` when httpx2's own path must send it."""
-        from genrouter._transport import AsyncioHTTP1Transport
-
         transport = getattr(http, "_transport", None)
         mounts = getattr(http, "_mounts", None)
         if (
@@ -181,22 +180,20 @@ async def _read_plain(response: httpx2.Response, request: httpx2.Request) -> Non
     The same bytes and the same end state (content set, stream consumed, response closed and
     its connection released, the request attached to a transport error), without the layers
     that do nothing for such a body: httpx2's identity decoder, two chunkers and three
-    generators between the transport's stream and the bytes.
+    generators between the transport's stream and the bytes. Whether the straight read gives
+    the same bytes is :func:`genrouter._transport.raw_body`'s to say.
     """
-    stream = response.stream
-    if not isinstance(stream, httpx2.AsyncByteStream):
-        await response.aread()  # not a stream this route made: httpx2's own checks and errors
+    parts = raw_body(response)
+    if parts is None:
+        await response.aread()  # not a stream this route can read straight: httpx2's own path
         return
-    response.is_stream_consumed = True
-    parts = stream.__aiter__()
     try:
         content = b"".join([part async for part in parts])
     except httpx2.RequestError as exc:
         exc.request = request  # as httpx2's request_context does
         raise
     finally:
-        if isinstance(parts, AsyncGeneratorType):  # the concrete type: no ABC check
-            await parts.aclose()
+        await parts.aclose()
         await response.aclose()
     response._num_bytes_downloaded = len(content)
     response._content = content
