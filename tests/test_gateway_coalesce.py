@@ -16,6 +16,7 @@ import pytest
 from genrouter.server import coalesce
 from genrouter.server.app import Gateway
 from genrouter.server.coalesce import HeldEvents, next_or_flush
+from genrouter.server.metrics import render
 from genrouter.server.settings import load_gateway
 from genrouter.server.wire import chunk_event
 from genrouter.testing import FakeLLMServer, Reply
@@ -260,7 +261,7 @@ async def test_events_read_together_go_out_in_few_writes_each_once_in_order(
     texts = [c["choices"][0]["delta"].get("content") for c in chunks if c["choices"]]
     assert [t for t in texts if t] == pieces  # every piece exactly once, in order
     assert len(events) == len(pieces) + 3  # role, pieces, finish, [DONE]
-    # The first event alone (time to first token), then at most 8 events per write.
+    # The first event alone (time to first token), then the rest in few writes.
     assert recorded.bodies[0][1].count(b"data: ") == 1
     assert len(recorded.bodies) < len(events) // 2
 
@@ -309,3 +310,100 @@ async def test_held_events_precede_the_error_event_of_a_stream_that_breaks(
     chunks = [json.loads(event.removeprefix(b"data: ")) for event in events[:-1]]
     texts = [c["choices"][0]["delta"].get("content") for c in chunks]
     assert [t for t in texts if t] == pieces
+
+
+# -- watching for the caller going away --------------------------------------------------------
+
+
+def _chunk(text: str, finish: str | None = None) -> ChatCompletionChunk:
+    choice = {"index": 0, "delta": {"content": text}, "finish_reason": finish}
+    return ChatCompletionChunk(id="c", created=1, model="m", choices=[choice])
+
+
+class _Caller:
+    """An ASGI caller that sends one streamed request; ``receive()`` after it says whether the
+    caller is still there (``gone``), as uvicorn's does."""
+
+    def __init__(self, *, gone: bool) -> None:
+        self.gone = gone
+        self.receives = 0
+        self.status: int | None = None
+        self.body = b""
+
+    async def receive(self) -> dict[str, Any]:
+        self.receives += 1
+        if self.receives == 1:
+            body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+            return {"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}
+        if self.gone:
+            return {"type": "http.disconnect"}
+        await asyncio.Event().wait()  # still there: nothing more to say
+        raise AssertionError("unreachable")
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        else:
+            self.body += message.get("body", b"")
+        await asyncio.sleep(0)  # the loop runs at each write (as under flow control)
+
+
+def _gateway_streaming(chunks: Callable[[], Any]) -> Gateway:
+    """A gateway whose client answers every streamed request with *chunks()* (in memory)."""
+    from genrouter.streaming import AsyncChatStream
+    from genrouter.types import RouteInfo
+
+    gateway = _gateway_without_upstream()
+
+    async def create(**_params: Any) -> AsyncChatStream:
+        return AsyncChatStream(chunks(), RouteInfo(route="m", model="m", provider="p"))
+
+    fake = SimpleNamespace(chat=SimpleNamespace(completions=SimpleNamespace(create=create)))
+    gateway._client = fake  # type: ignore[assignment]
+    return gateway
+
+
+def _gateway_without_upstream() -> Gateway:
+    url = "http://127.0.0.1:9/v1"  # never called
+    env = {"UP_KEY": FAKE_PROVIDER_KEY}
+    return Gateway(load_gateway(two_upstreams(url, url), env=env), env=env)
+
+
+async def _serve(gateway: Gateway, caller: _Caller) -> None:
+    scope = {"type": "http", "path": "/v1/chat/completions", "method": "POST", "headers": []}
+    await asyncio.wait_for(gateway(scope, caller.receive, caller.send), timeout=10)
+
+
+async def test_a_stream_whose_chunks_are_all_ready_never_waits_on_the_caller() -> None:
+    async def ready() -> Any:
+        for n in range(20):
+            yield _chunk(f"w{n} ")
+        yield _chunk("", finish="stop")
+
+    caller = _Caller(gone=False)
+    await _serve(_gateway_streaming(ready), caller)
+    assert caller.status == 200
+    assert caller.body.endswith(b"data: [DONE]\n\n")
+    assert caller.body.count(b"data: ") == 22
+    assert caller.receives == 1  # the request's body only: no watching task was started
+
+
+async def test_a_caller_gone_by_the_first_wait_closes_the_stream_there() -> None:
+    closed = asyncio.Event()
+
+    async def stalls() -> Any:
+        try:
+            yield _chunk("first ")
+            yield _chunk("second ")
+            await asyncio.sleep(30)  # the upstream pauses: the caller is watched from here
+            yield _chunk("never", finish="stop")
+        finally:
+            closed.set()
+
+    caller = _Caller(gone=True)
+    gateway = _gateway_streaming(stalls)
+    await _serve(gateway, caller)
+    assert closed.is_set()
+    assert caller.receives == 2
+    assert b"first" in caller.body and b"second" in caller.body and b"never" not in caller.body
+    assert 'status="499"' in render(gateway.metrics, []).decode()  # counted as gone

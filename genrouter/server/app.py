@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from genrouter.errors import GenRouterError, redact
 from genrouter.params import CompletionCreateParams
 from genrouter.server.auth import Gatekeeper
-from genrouter.server.coalesce import HeldEvents, flush_then_finish, next_or_flush
+from genrouter.server.coalesce import HeldEvents, flush_then_finish
 from genrouter.server.metrics import Metrics, render
 from genrouter.server.settings import GatewayKey, LoadedGateway
 from genrouter.server.wire import (
@@ -392,12 +392,11 @@ class Gateway:
         headers = [*_SSE_HEADERS, *route_headers(stream.route), *extra]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         self.metrics.streams_open += 1
-        gone = asyncio.Event()
-        watcher = asyncio.create_task(_close_on_disconnect(receive, stream, gone))
+        watch = _DisconnectWatch(receive, stream)
         status = 200
         held = HeldEvents(send)  # events ready together go out in one write
         try:
-            await self._relay(stream, held, started)
+            await self._relay(stream, held, started, watch)
             tail = DONE
             if want_route:
                 tail = _route_event(stream) + DONE
@@ -421,28 +420,22 @@ class Gateway:
                 await send({"type": "http.response.body", "body": body, "more_body": False})
             raise
         finally:
-            if gone.is_set():
+            if watch.gone:
                 status = 499  # the caller went away (nginx's code): the stream was closed
-            watcher.cancel()
+            watch.stop()
             self.metrics.streams_open -= 1
             await stream.aclose()
         await send({"type": "http.response.body", "body": held.last_body(tail), "more_body": False})
         self._settle(key, stream.route, status, started, stream=True)
 
-    async def _relay(self, stream: AsyncChatStream, held: HeldEvents, started: float) -> None:
-        """Every chunk of *stream* as an SSE event into *held*, written before each wait."""
+    async def _relay(
+        self, stream: AsyncChatStream, held: HeldEvents, started: float, watch: _DisconnectWatch
+    ) -> None:
+        """Every chunk of *stream* as an SSE event into *held*, written before each wait; the
+        caller is watched for going away from the first wait on."""
         next_chunk = stream.__anext__
         flush = held.flush
-        try:
-            chunk = await next_or_flush(next_chunk(), flush)
-        except StopAsyncIteration:
-            return
-        # The first event goes out at once, whatever follows it: the caller's time to first
-        # token never waits for the events behind it.
-        held.hold(chunk_event(chunk))
-        await held.flush()
-        ttft = time.perf_counter() - started
-        self.metrics.observe("genrouter_gateway_ttft_seconds", (), ttft)
+        first = True
         while True:
             # next_or_flush(next_chunk(), flush), with its first step taken here: a chunk that
             # is ready (most of them) costs no coroutine of its own around it.
@@ -454,12 +447,19 @@ class Gateway:
             except StopAsyncIteration:
                 return
             else:
+                watch.start()
                 try:
                     chunk = await flush_then_finish(step, signal, flush)
                 except StopAsyncIteration:
                     return
-            if held.hold(chunk_event(chunk)):
+            if held.hold(chunk_event(chunk)) or first:
                 await flush()
+                if first:
+                    # The first event goes out at once, whatever follows it: the caller's time
+                    # to first token never waits for the events behind it.
+                    first = False
+                    ttft = time.perf_counter() - started
+                    self.metrics.observe("genrouter_gateway_ttft_seconds", (), ttft)
 
     # -- accounting -------------------------------------------------------------------------
 
@@ -536,16 +536,39 @@ def _too_large(limit: int) -> ApiError:
     )
 
 
-async def _close_on_disconnect(
-    receive: Receive, stream: AsyncChatStream, gone: asyncio.Event
-) -> None:
-    """Close *stream* (and so the upstream connection) when the caller goes away."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            gone.set()
-            await stream.aclose()
-            return
+class _DisconnectWatch:
+    """Closes a stream (and so its upstream connection) when the caller goes away.
+
+    Only a wait can outlast the caller: while chunks are ready the relay hands them on without
+    pausing, and a caller gone meanwhile is found at the next wait (``receive()`` then answers
+    ``http.disconnect`` at once). So the watching task starts at the relay's first wait for a
+    chunk, and a stream whose chunks were all ready (one upstream read) costs no task at all.
+    """
+
+    __slots__ = ("_receive", "_stream", "_task", "gone")
+
+    def __init__(self, receive: Receive, stream: AsyncChatStream) -> None:
+        self._receive = receive
+        self._stream = stream
+        self._task: asyncio.Task[None] | None = None
+        self.gone = False  # the caller went away and the stream was closed for it
+
+    def start(self) -> None:
+        """Watch from now on (once; later calls do nothing)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._watch())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.gone = True
+                await self._stream.aclose()
+                return
 
 
 async def _respond(
