@@ -12,7 +12,8 @@ not share the client's event loop, then times, one request after another on loop
 
 Then the same for blocking code, in its own interleaved run: raw ``httpx2.Client`` (the sync
 floor), ``openai.OpenAI`` and genrouter's ``Client`` (which drives the async core from a
-portal thread).
+portal thread), plus both SDKs' ``chat.completions.stream()`` (openai-python's streamed-parse
+helper, typed events; no target: context next to the SDK's).
 
 Every streamed answer is 35 content chunks. Prints median and p99 per request and the ratio of
 medians to the floor of the same kind. Targets: non-streaming ≤ 1.15×, streaming ≤ 1.2×.
@@ -327,6 +328,11 @@ def sync_rows(url: str, stack: ExitStack) -> list[tuple[Row, SyncRunner]]:
             for _chunk in chunks:
                 pass
 
+    def client_events() -> None:
+        with client.chat.completions.stream(model="fake/m", messages=MESSAGES) as events:
+            for _event in events:
+                pass
+
     async def unused() -> None:  # a Row needs an async runner; sync rows run through `sync`
         return None
 
@@ -334,6 +340,8 @@ def sync_rows(url: str, stack: ExitStack) -> list[tuple[Row, SyncRunner]]:
     pairs += [
         (Row("genrouter Client create()", "request", unused, genrouter=True), client_request),
         (Row("genrouter Client stream", "stream", unused, genrouter=True), client_stream),
+        # openai-python's streamed-parse helper (typed events): no target, next to the SDK's.
+        (Row("genrouter Client chat.completions.stream() events", "stream", unused), client_events),
     ]
     for _row, run_once in pairs:
         run_once()  # fail here, once, not in the middle of the timed loop
@@ -370,11 +378,17 @@ def _sync_others(url: str, http: httpx2.Client, unused: Runner) -> list[tuple[Ro
             for _chunk in response:
                 pass
 
+    def sdk_events() -> None:
+        with sdk.chat.completions.stream(model="m", messages=messages) as events:
+            for _event in events:
+                pass
+
     return [
         (Row("raw httpx2.Client POST + json.loads", "request", unused, floor=True), raw_request),
         (Row("raw httpx2.Client stream + json.loads", "stream", unused, floor=True), raw_stream),
         (Row("openai SDK OpenAI create()", "request", unused), sdk_request),
         (Row("openai SDK OpenAI create(stream=True)", "stream", unused), sdk_stream),
+        (Row("openai SDK OpenAI chat.completions.stream() events", "stream", unused), sdk_events),
     ]
 
 

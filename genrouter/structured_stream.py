@@ -19,6 +19,7 @@ fallback once text was delivered; failures before the first content still fail o
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -28,11 +29,10 @@ from pydantic_core import from_json
 
 from genrouter.catalog import ModelSpec
 from genrouter.structured import OutputSpec, ParsedChatCompletion
-from genrouter.types import ChatCompletionChunk
+from genrouter.types import ChatCompletion, ChatCompletionChunk, RouteInfo
 
 if TYPE_CHECKING:
-    from genrouter.streaming import AsyncChatStream
-    from genrouter.sync import _Portal
+    from genrouter.streaming import AsyncChatStream, ChatStream
 
 __all__ = [
     "AsyncChatCompletionStream",
@@ -181,23 +181,55 @@ class _Events:
         return done
 
 
-class AsyncChatCompletionStream(Generic[ContentT]):
-    """The events of one streamed answer; :meth:`get_final_completion` parses it."""
+class _Parsing(Generic[ContentT]):
+    """What the async and the sync stream share: chunks into events (a choice's done content
+    parsed into the model), and the final parse. Pure: no I/O, any thread."""
 
-    def __init__(
-        self,
-        inner: AsyncChatStream,
-        output: OutputSpec,
-        spec_for: Callable[[str], ModelSpec | None],
-    ) -> None:
-        self._inner = inner
+    def __init__(self, output: OutputSpec, spec_for: Callable[[str], ModelSpec | None]) -> None:
         self._output = output
         self._spec_for = spec_for
         self._events = _Events(output)
-        self._queue: list[StreamEvent] = []
+
+    def events(self, chunk: ChatCompletionChunk, route: RouteInfo) -> list[StreamEvent]:
+        return [self._with_parsed(e, chunk, route) for e in self._events.events(chunk)]
+
+    def _with_parsed(
+        self, event: StreamEvent, chunk: ChatCompletionChunk, route: RouteInfo
+    ) -> StreamEvent:
+        if not isinstance(event, ContentDoneEvent) or self._output.model is None:
+            return event
+        finish = next((c.finish_reason for c in chunk.choices if c.index == 0), None)
+        where = {"provider": route.provider, "model": chunk.model}
+        return ContentDoneEvent(
+            event.content, self._output.parse_content(event.content, finish, where)
+        )
+
+    def final(self, completion: ChatCompletion, route: RouteInfo) -> ParsedChatCompletion[ContentT]:
+        parsed: ParsedChatCompletion[ContentT] = self._output.check(
+            completion, self._answered_by(route)
+        )
+        parsed.route = route
+        return parsed
+
+    def _answered_by(self, route: RouteInfo) -> ModelSpec:
+        model = route.model or "unknown/unknown"
+        spec = self._spec_for(model)
+        if spec is None:
+            provider, _, name = model.partition("/")
+            spec = ModelSpec(id=model, provider=provider, model=name or model)
+        return spec
+
+
+class AsyncChatCompletionStream(Generic[ContentT]):
+    """The events of one streamed answer; :meth:`get_final_completion` parses it."""
+
+    def __init__(self, inner: AsyncChatStream, parsing: _Parsing[ContentT]) -> None:
+        self._inner = inner
+        self._parsing = parsing
+        self._queue: deque[StreamEvent] = deque()
 
     @property
-    def route(self) -> Any:
+    def route(self) -> RouteInfo:
         """The stream's :class:`~genrouter.types.RouteInfo` (live while streaming)."""
         return self._inner.route
 
@@ -207,35 +239,14 @@ class AsyncChatCompletionStream(Generic[ContentT]):
     async def __anext__(self) -> StreamEvent:
         while not self._queue:
             chunk = await self._inner.__anext__()  # StopAsyncIteration ends us too
-            self._queue = [self._with_parsed(e, chunk) for e in self._events.events(chunk)]
-        return self._queue.pop(0)
-
-    def _with_parsed(self, event: StreamEvent, chunk: ChatCompletionChunk) -> StreamEvent:
-        if not isinstance(event, ContentDoneEvent) or self._output.model is None:
-            return event
-        finish = next((c.finish_reason for c in chunk.choices if c.index == 0), None)
-        where = {"provider": self.route.provider, "model": chunk.model}
-        return ContentDoneEvent(
-            event.content, self._output.parse_content(event.content, finish, where)
-        )
+            self._queue.extend(self._parsing.events(chunk, self._inner.route))
+        return self._queue.popleft()
 
     async def get_final_completion(self) -> ParsedChatCompletion[ContentT]:
         """Consume the rest of the stream and return the parsed completion."""
         async for _ in self:
             pass
-        parsed: ParsedChatCompletion[ContentT] = self._output.check(
-            self._inner.get_final_completion(), self._answered_by()
-        )
-        parsed.route = self._inner.route
-        return parsed
-
-    def _answered_by(self) -> ModelSpec:
-        model = self.route.model or "unknown/unknown"
-        spec = self._spec_for(model)
-        if spec is None:
-            provider, _, name = model.partition("/")
-            spec = ModelSpec(id=model, provider=provider, model=name or model)
-        return spec
+        return self._parsing.final(self._inner.get_final_completion(), self._inner.route)
 
     async def close(self) -> None:
         """Stop the stream and release its connection."""
@@ -252,12 +263,11 @@ class AsyncChatCompletionStreamManager(Generic[ContentT]):
         spec_for: Callable[[str], ModelSpec | None],
     ) -> None:
         self._open = open_stream
-        self._output = output
-        self._spec_for = spec_for
+        self._parsing: _Parsing[ContentT] = _Parsing(output, spec_for)
         self._stream: AsyncChatCompletionStream[ContentT] | None = None
 
     async def __aenter__(self) -> AsyncChatCompletionStream[ContentT]:
-        self._stream = AsyncChatCompletionStream(await self._open(), self._output, self._spec_for)
+        self._stream = AsyncChatCompletionStream(await self._open(), self._parsing)
         return self._stream
 
     async def __aexit__(
@@ -271,34 +281,59 @@ class AsyncChatCompletionStreamManager(Generic[ContentT]):
 
 
 class ChatCompletionStream(Generic[ContentT]):
-    """The synchronous twin of :class:`AsyncChatCompletionStream`, through the portal."""
+    """The synchronous twin of :class:`AsyncChatCompletionStream`.
 
-    def __init__(self, inner: AsyncChatCompletionStream[ContentT], portal: _Portal) -> None:
-        self._inner = inner
-        self._portal = portal
+    Its chunks come from the sync client's chunk stream, which a pump on the portal reads ahead
+    (:class:`genrouter.sync.Client`); events are made in the caller's thread, so a stream costs
+    the round trip that opened it and none per event.
+    """
+
+    def __init__(self, chunks: ChatStream, parsing: _Parsing[ContentT]) -> None:
+        self._chunks = chunks
+        self._parsing = parsing
+        self._queue: deque[StreamEvent] = deque()
+
+    @property
+    def route(self) -> RouteInfo:
+        """The stream's :class:`~genrouter.types.RouteInfo` (live while streaming)."""
+        return self._chunks.route
 
     def __iter__(self) -> Iterator[StreamEvent]:
         return self
 
     def __next__(self) -> StreamEvent:
-        try:
-            return self._portal.call(self._inner.__anext__)
-        except StopAsyncIteration:
-            raise StopIteration from None
+        while not self._queue:
+            chunk = next(self._chunks)  # StopIteration ends us too
+            self._queue.extend(self._parsing.events(chunk, self._chunks.route))
+        return self._queue.popleft()
 
     def get_final_completion(self) -> ParsedChatCompletion[ContentT]:
-        return self._portal.call(self._inner.get_final_completion)
+        """Consume the rest of the stream and return the parsed completion."""
+        for _ in self:
+            pass
+        return self._parsing.final(self._chunks.get_final_completion(), self._chunks.route)
+
+    def close(self) -> None:
+        """Stop the stream and release its connection."""
+        self._chunks.close()
 
 
 class ChatCompletionStreamManager(Generic[ContentT]):
     """``with client.chat.completions.stream(...) as stream`` for the sync client."""
 
-    def __init__(self, manager: AsyncChatCompletionStreamManager[ContentT], portal: _Portal):
-        self._manager = manager
-        self._portal = portal
+    def __init__(
+        self,
+        open_stream: Callable[[], ChatStream],
+        output: OutputSpec,
+        spec_for: Callable[[str], ModelSpec | None],
+    ) -> None:
+        self._open = open_stream
+        self._parsing: _Parsing[ContentT] = _Parsing(output, spec_for)
+        self._stream: ChatCompletionStream[ContentT] | None = None
 
     def __enter__(self) -> ChatCompletionStream[ContentT]:
-        return ChatCompletionStream(self._portal.call(self._manager.__aenter__), self._portal)
+        self._stream = ChatCompletionStream(self._open(), self._parsing)
+        return self._stream
 
     def __exit__(
         self,
@@ -306,5 +341,5 @@ class ChatCompletionStreamManager(Generic[ContentT]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if not self._portal.closed:
-            self._portal.call(self._manager.__aexit__, exc_type, exc, tb)
+        if self._stream is not None:
+            self._stream.close()

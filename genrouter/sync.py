@@ -707,10 +707,19 @@ class Completions:
     ) -> ChatCompletionStreamManager[Any]:
         """A streamed ``parse()`` as events (``with ... as stream: for event in stream``); see
         :meth:`genrouter.client.AsyncCompletions.stream`."""
+        from genrouter.structured import output_spec
         from genrouter.structured_stream import ChatCompletionStreamManager
 
         client = self._client
-        manager = client._async.chat.completions.stream(
-            model=model, messages=list(messages), response_format=response_format, **params
-        )
-        return ChatCompletionStreamManager(manager, client._portal)
+        params.pop("stream", None)
+        output = output_spec(response_format, params.get("tools"), client._async._schemas)
+        call: dict[str, Any] = {"model": model, "messages": list(messages), "stream": True}
+        call.update(params)
+        if output.wire_format is not None:
+            call["response_format"] = dict(output.wire_format)
+
+        def open_stream() -> ChatStream:
+            stream: ChatStream = client._portal.call(self._open_stream, call)
+            return stream
+
+        return ChatCompletionStreamManager(open_stream, output, client._async.model_spec)

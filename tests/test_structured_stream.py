@@ -95,3 +95,70 @@ def test_sync_stream_with_a_pydantic_tool(server: FakeLLMServer) -> None:
     assert [(e.name, e.index) for e in done] == [("GetWeather", 0)]
     calls = final.choices[0].message.tool_calls
     assert calls is not None and calls[0].function.parsed_arguments == GetWeather(city="Rome")
+
+
+def test_sync_stream_events_and_final_parse(server: FakeLLMServer) -> None:
+    server.enqueue(Reply(chunks=['{"city": ', '"Rome", ', '"temp_c": 30}']))
+    with (
+        Client(config(server), env=KEYS) as client,
+        client.chat.completions.stream(messages=ASK, response_format=Weather) as stream,
+    ):
+        events = list(stream)
+        final = stream.get_final_completion()
+        route = stream.route
+    deltas = [e for e in events if e.type == "content.delta"]
+    assert [e.delta for e in deltas] == ['{"city": ', '"Rome", ', '"temp_c": 30}']
+    assert deltas[1].parsed == {"city": "Rome"}
+    done = [e for e in events if e.type == "content.done"]
+    assert len(done) == 1 and done[0].parsed == Weather(city="Rome", temp_c=30)
+    assert final.choices[0].message.parsed == Weather(city="Rome", temp_c=30)
+    assert final.route is route and route.model == "openai/gpt-4o-mini"
+    sent = server.requests[0].body
+    assert sent["stream"] is True and sent["response_format"] == response_format_param(Weather)
+
+
+def test_sync_stream_refusal_invalid_answer_and_early_close(server: FakeLLMServer) -> None:
+    server.enqueue(Reply(refusal="No."))
+    server.enqueue(Reply(chunks=['{"city": ', '"Rome"}']))
+    words = [f"w{i} " for i in range(40)]
+    server.enqueue(Reply(chunks=words, delay_between_chunks_s=0.05))
+    with Client(config(server), env=KEYS) as client:
+        with client.chat.completions.stream(messages=ASK, response_format=Weather) as s:
+            kinds = [e.type for e in s]
+            final = s.get_final_completion()
+        assert "refusal.done" in kinds and final.choices[0].message.parsed is None
+        assert final.choices[0].message.refusal == "No."
+        with (
+            client.chat.completions.stream(messages=ASK, response_format=Weather) as s,
+            pytest.raises(StructuredOutputError, match="temp_c"),
+        ):
+            for _event in s:
+                pass
+        with client.chat.completions.stream(messages=ASK) as s:
+            first = next(e for e in s if e.type == "content.delta")
+        assert first.delta == "w0 "  # left early: the stream closed, the connection freed
+        assert client.chat.completions.create(messages=ASK, model="default") is not None
+
+
+def test_a_sync_stream_costs_one_portal_call_to_open_and_none_per_event(
+    server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from genrouter.sync import _Portal
+
+    pieces = [f"p{i} " for i in range(30)]
+    server.enqueue(Reply(chunks=pieces))
+    calls: list[str] = []
+    real_call = _Portal.call
+
+    def counting(self: _Portal, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(getattr(fn, "__name__", repr(fn)))
+        return real_call(self, fn, *args, **kwargs)
+
+    with Client(config(server), env=KEYS) as client:
+        monkeypatch.setattr(_Portal, "call", counting)
+        with client.chat.completions.stream(messages=ASK) as stream:
+            text = "".join(e.delta for e in stream if e.type == "content.delta")
+            final = stream.get_final_completion()
+        monkeypatch.undo()
+    assert text == "".join(pieces) == final.choices[0].message.content
+    assert calls == ["_open_stream"]  # and nothing per event, nor to finish or close
