@@ -322,10 +322,12 @@ def _chunk(text: str, finish: str | None = None) -> ChatCompletionChunk:
 
 class _Caller:
     """An ASGI caller that sends one streamed request; ``receive()`` after it says whether the
-    caller is still there (``gone``), as uvicorn's does."""
+    caller is still there (``gone``), as uvicorn's does. A ``slow`` caller's writes wait (as
+    uvicorn's ``send`` does when the caller reads slower than the gateway writes)."""
 
-    def __init__(self, *, gone: bool) -> None:
+    def __init__(self, *, gone: bool, slow: bool = False) -> None:
         self.gone = gone
+        self.slow = slow
         self.receives = 0
         self.status: int | None = None
         self.body = b""
@@ -345,7 +347,8 @@ class _Caller:
             self.status = message["status"]
         else:
             self.body += message.get("body", b"")
-        await asyncio.sleep(0)  # the loop runs at each write (as under flow control)
+        if self.slow:
+            await asyncio.sleep(0)
 
 
 def _gateway_streaming(chunks: Callable[[], Any]) -> Gateway:
@@ -407,3 +410,23 @@ async def test_a_caller_gone_by_the_first_wait_closes_the_stream_there() -> None
     assert caller.receives == 2
     assert b"first" in caller.body and b"second" in caller.body and b"never" not in caller.body
     assert 'status="499"' in render(gateway.metrics, []).decode()  # counted as gone
+
+
+async def test_a_caller_gone_while_a_write_waits_closes_the_stream_there() -> None:
+    closed = asyncio.Event()
+
+    async def ready() -> Any:
+        try:
+            for n in range(200):
+                yield _chunk(f"w{n} ")
+            yield _chunk("", finish="stop")
+        finally:
+            closed.set()
+
+    caller = _Caller(gone=True, slow=True)
+    gateway = _gateway_streaming(ready)
+    await _serve(gateway, caller)
+    assert closed.is_set()
+    assert caller.receives == 2  # watched from the first write that had to wait
+    assert b"w199" not in caller.body  # closed there: the rest was never written
+    assert 'status="499"' in render(gateway.metrics, []).decode()

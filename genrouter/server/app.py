@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from genrouter.errors import GenRouterError, redact
 from genrouter.params import CompletionCreateParams
 from genrouter.server.auth import Gatekeeper
-from genrouter.server.coalesce import HeldEvents, flush_then_finish
+from genrouter.server.coalesce import HeldEvents, finish, flush_then_finish
 from genrouter.server.metrics import Metrics, render
 from genrouter.server.settings import GatewayKey, LoadedGateway
 from genrouter.server.wire import (
@@ -432,7 +432,7 @@ class Gateway:
         self, stream: AsyncChatStream, held: HeldEvents, started: float, watch: _DisconnectWatch
     ) -> None:
         """Every chunk of *stream* as an SSE event into *held*, written before each wait; the
-        caller is watched for going away from the first wait on."""
+        caller is watched for going away from the first wait on (for a chunk or for a write)."""
         next_chunk = stream.__anext__
         flush = held.flush
         first = True
@@ -453,7 +453,14 @@ class Gateway:
                 except StopAsyncIteration:
                     return
             if held.hold(chunk_event(chunk)) or first:
-                await flush()
+                write = flush()
+                try:
+                    signal = write.send(None)
+                except StopIteration:
+                    pass
+                else:
+                    watch.start()  # the write waits (a slow reader): watch from now on
+                    await finish(write, signal)
                 if first:
                     # The first event goes out at once, whatever follows it: the caller's time
                     # to first token never waits for the events behind it.
@@ -539,10 +546,12 @@ def _too_large(limit: int) -> ApiError:
 class _DisconnectWatch:
     """Closes a stream (and so its upstream connection) when the caller goes away.
 
-    Only a wait can outlast the caller: while chunks are ready the relay hands them on without
-    pausing, and a caller gone meanwhile is found at the next wait (``receive()`` then answers
-    ``http.disconnect`` at once). So the watching task starts at the relay's first wait for a
-    chunk, and a stream whose chunks were all ready (one upstream read) costs no task at all.
+    The watching task can only run while the relay waits: for the upstream's next chunk, or
+    for a write that a slow reader holds up (flow control). So it starts at the relay's first
+    wait of either kind, where a caller already gone is found at once (``receive()`` answers
+    ``http.disconnect``). A stream that never waits (all its chunks ready in one upstream read,
+    every write taken at once) costs no task: one started earlier could not have run during
+    it anyway.
     """
 
     __slots__ = ("_receive", "_stream", "_task", "gone")

@@ -23,7 +23,7 @@ import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
-__all__ = ["HeldEvents", "flush_then_finish", "next_or_flush"]
+__all__ = ["HeldEvents", "finish", "flush_then_finish", "next_or_flush"]
 
 T = TypeVar("T")
 
@@ -106,6 +106,14 @@ def flush_then_finish(
             signal = step.throw(exc)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+    return (yield from finish(step, signal))
+
+
+@types.coroutine
+def finish(step: Coroutine[Any, Any, T], signal: Any) -> Generator[Any, Any, T]:
+    """Await the rest of *step*, whose first ``send(None)`` gave *signal* (it has to wait):
+    ``yield from`` with that first step already taken, its waits and cancellation passed
+    through unchanged."""
     while True:
         try:
             value = yield signal
