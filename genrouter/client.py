@@ -712,14 +712,14 @@ class AsyncCompletions:
         :class:`~genrouter.structured.ParsedChatCompletion`); see
         :mod:`genrouter.structured_stream` for the events.
         """
-        from genrouter.structured import output_spec
-        from genrouter.structured_stream import AsyncChatCompletionStreamManager
+        from genrouter.structured_stream import (
+            AsyncChatCompletionStreamManager,
+            streamed_parse_call,
+        )
 
-        params.pop("stream", None)
-        output = output_spec(response_format, params.get("tools"), self._client._schemas)
-        call: dict[str, Any] = {"model": model, "messages": messages, "stream": True, **params}
-        if output.wire_format is not None:
-            call["response_format"] = dict(output.wire_format)
+        call, output = streamed_parse_call(
+            model, messages, response_format, params, self._client._schemas
+        )
 
         async def open_stream() -> AsyncChatStream:
             return await self._client._stream(call)

@@ -20,7 +20,7 @@ fallback once text was delivered; failures before the first content still fail o
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
@@ -28,10 +28,12 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
 from pydantic_core import from_json
 
 from genrouter.catalog import ModelSpec
-from genrouter.structured import OutputSpec, ParsedChatCompletion
+from genrouter.structured import OutputSpec, ParsedChatCompletion, SchemaCache, output_spec
 from genrouter.types import ChatCompletion, ChatCompletionChunk, RouteInfo
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from genrouter.streaming import AsyncChatStream, ChatStream
 
 __all__ = [
@@ -183,7 +185,8 @@ class _Events:
 
 class _Parsing(Generic[ContentT]):
     """What the async and the sync stream share: chunks into events (a choice's done content
-    parsed into the model), and the final parse. Pure: no I/O, any thread."""
+    parsed into the model), and the final parse. One stream's state; no I/O, so it runs in
+    whichever thread reads the stream."""
 
     def __init__(self, output: OutputSpec, spec_for: Callable[[str], ModelSpec | None]) -> None:
         self._output = output
@@ -218,6 +221,23 @@ class _Parsing(Generic[ContentT]):
             provider, _, name = model.partition("/")
             spec = ModelSpec(id=model, provider=provider, model=name or model)
         return spec
+
+
+def streamed_parse_call(
+    model: str,
+    messages: Any,
+    response_format: type[BaseModel] | Mapping[str, Any] | None,
+    params: dict[str, Any],
+    schemas: SchemaCache,
+) -> tuple[dict[str, Any], OutputSpec]:
+    """``create()``'s keywords for a streamed parse, and what the answer is parsed against
+    (one place for both clients' ``chat.completions.stream()``)."""
+    params.pop("stream", None)
+    output = output_spec(response_format, params.get("tools"), schemas)
+    call: dict[str, Any] = {"model": model, "messages": messages, "stream": True, **params}
+    if output.wire_format is not None:
+        call["response_format"] = dict(output.wire_format)
+    return call, output
 
 
 class AsyncChatCompletionStream(Generic[ContentT]):
@@ -263,11 +283,14 @@ class AsyncChatCompletionStreamManager(Generic[ContentT]):
         spec_for: Callable[[str], ModelSpec | None],
     ) -> None:
         self._open = open_stream
-        self._parsing: _Parsing[ContentT] = _Parsing(output, spec_for)
+        self._output = output
+        self._spec_for = spec_for
         self._stream: AsyncChatCompletionStream[ContentT] | None = None
 
     async def __aenter__(self) -> AsyncChatCompletionStream[ContentT]:
-        self._stream = AsyncChatCompletionStream(await self._open(), self._parsing)
+        # Each entry is a new request, with its own events' state.
+        parsing: _Parsing[ContentT] = _Parsing(self._output, self._spec_for)
+        self._stream = AsyncChatCompletionStream(await self._open(), parsing)
         return self._stream
 
     async def __aexit__(
@@ -328,11 +351,14 @@ class ChatCompletionStreamManager(Generic[ContentT]):
         spec_for: Callable[[str], ModelSpec | None],
     ) -> None:
         self._open = open_stream
-        self._parsing: _Parsing[ContentT] = _Parsing(output, spec_for)
+        self._output = output
+        self._spec_for = spec_for
         self._stream: ChatCompletionStream[ContentT] | None = None
 
     def __enter__(self) -> ChatCompletionStream[ContentT]:
-        self._stream = ChatCompletionStream(self._open(), self._parsing)
+        # Each entry is a new request, with its own events' state.
+        parsing: _Parsing[ContentT] = _Parsing(self._output, self._spec_for)
+        self._stream = ChatCompletionStream(self._open(), parsing)
         return self._stream
 
     def __exit__(

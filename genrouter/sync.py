@@ -707,16 +707,12 @@ class Completions:
     ) -> ChatCompletionStreamManager[Any]:
         """A streamed ``parse()`` as events (``with ... as stream: for event in stream``); see
         :meth:`genrouter.client.AsyncCompletions.stream`."""
-        from genrouter.structured import output_spec
-        from genrouter.structured_stream import ChatCompletionStreamManager
+        from genrouter.structured_stream import ChatCompletionStreamManager, streamed_parse_call
 
         client = self._client
-        params.pop("stream", None)
-        output = output_spec(response_format, params.get("tools"), client._async._schemas)
-        call: dict[str, Any] = {"model": model, "messages": list(messages), "stream": True}
-        call.update(params)
-        if output.wire_format is not None:
-            call["response_format"] = dict(output.wire_format)
+        call, output = streamed_parse_call(
+            model, list(messages), response_format, params, client._async._schemas
+        )
 
         def open_stream() -> ChatStream:
             stream: ChatStream = client._portal.call(self._open_stream, call)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -121,7 +123,7 @@ def test_sync_stream_refusal_invalid_answer_and_early_close(server: FakeLLMServe
     server.enqueue(Reply(refusal="No."))
     server.enqueue(Reply(chunks=['{"city": ', '"Rome"}']))
     words = [f"w{i} " for i in range(40)]
-    server.enqueue(Reply(chunks=words, delay_between_chunks_s=0.05))
+    server.enqueue(Reply(chunks=words, delay_between_chunks_s=0.1))  # 4 s in all
     with Client(config(server), env=KEYS) as client:
         with client.chat.completions.stream(messages=ASK, response_format=Weather) as s:
             kinds = [e.type for e in s]
@@ -136,8 +138,43 @@ def test_sync_stream_refusal_invalid_answer_and_early_close(server: FakeLLMServe
                 pass
         with client.chat.completions.stream(messages=ASK) as s:
             first = next(e for e in s if e.type == "content.delta")
-        assert first.delta == "w0 "  # left early: the stream closed, the connection freed
-        assert client.chat.completions.create(messages=ASK, model="default") is not None
+        assert first.delta == "w0 "
+        # Left early: the stream is closed and its connection dropped, long before the 4 s.
+        deadline = time.monotonic() + 2
+        while server.connections_open and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.connections_open == 0
+        server.enqueue(Reply.text("again"))
+        answer = client.chat.completions.create(messages=ASK, model="default")
+        assert answer.choices[0].message.content == "again"
+
+
+@pytest.mark.parametrize("sync", [True, False], ids=["sync", "async"])
+def test_a_stream_manager_entered_twice_parses_each_answer_on_its_own(
+    server: FakeLLMServer, sync: bool
+) -> None:
+    server.enqueue(Reply(chunks=['{"city": "Rome", ', '"temp_c": 30}']))
+    server.enqueue(Reply(chunks=['{"city": "Oslo", ', '"temp_c": -2}']))
+    finals: list[Any] = []
+    if sync:
+        with Client(config(server), env=KEYS) as client:
+            manager = client.chat.completions.stream(messages=ASK, response_format=Weather)
+            for _ in range(2):
+                with manager as stream:
+                    finals.append(stream.get_final_completion())
+    else:
+
+        async def twice() -> None:
+            async with AsyncClient(config(server), env=KEYS) as client:
+                manager = client.chat.completions.stream(messages=ASK, response_format=Weather)
+                for _ in range(2):
+                    async with manager as stream:
+                        finals.append(await stream.get_final_completion())
+
+        asyncio.run(twice())
+    parsed = [final.choices[0].message.parsed for final in finals]
+    assert parsed == [Weather(city="Rome", temp_c=30), Weather(city="Oslo", temp_c=-2)]
+    assert len(server.requests) == 2
 
 
 def test_a_sync_stream_costs_one_portal_call_to_open_and_none_per_event(
