@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
 from pydantic_core import from_json
 
 from genrouter.catalog import ModelSpec
+from genrouter.streaming import AsyncChatStream, ChatStream
 from genrouter.structured import OutputSpec, ParsedChatCompletion, SchemaCache, output_spec
 from genrouter.types import ChatCompletion, ChatCompletionChunk, RouteInfo
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from genrouter.streaming import AsyncChatStream, ChatStream
 
 __all__ = [
     "AsyncChatCompletionStream",
@@ -51,6 +51,9 @@ __all__ = [
 ]
 
 ContentT = TypeVar("ContentT")
+SourceT = TypeVar("SourceT", AsyncChatStream, ChatStream)  # the chunk stream it reads
+OpenT = TypeVar("OpenT")  # what opens a manager's chunk stream
+StreamT = TypeVar("StreamT")  # the event stream a manager hands out
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,11 +243,12 @@ def streamed_parse_call(
     return call, output
 
 
-class AsyncChatCompletionStream(Generic[ContentT]):
-    """The events of one streamed answer; :meth:`get_final_completion` parses it."""
+class _EventStream(Generic[SourceT, ContentT]):
+    """What both event streams hold: the chunk stream they read, its events' state and the
+    events made from a chunk but not handed out yet."""
 
-    def __init__(self, inner: AsyncChatStream, parsing: _Parsing[ContentT]) -> None:
-        self._inner = inner
+    def __init__(self, source: SourceT, parsing: _Parsing[ContentT]) -> None:
+        self._inner: SourceT = source
         self._parsing = parsing
         self._queue: deque[StreamEvent] = deque()
 
@@ -252,6 +256,10 @@ class AsyncChatCompletionStream(Generic[ContentT]):
     def route(self) -> RouteInfo:
         """The stream's :class:`~genrouter.types.RouteInfo` (live while streaming)."""
         return self._inner.route
+
+
+class AsyncChatCompletionStream(_EventStream[AsyncChatStream, ContentT]):
+    """The events of one streamed answer; :meth:`get_final_completion` parses it."""
 
     def __aiter__(self) -> Self:
         return self
@@ -273,24 +281,30 @@ class AsyncChatCompletionStream(Generic[ContentT]):
         await self._inner.aclose()
 
 
-class AsyncChatCompletionStreamManager(Generic[ContentT]):
-    """``async with client.chat.completions.stream(...) as stream``: opens, then closes."""
+class _Manager(Generic[OpenT, StreamT]):
+    """What both stream managers hold: how to open the stream, and what its answer is parsed
+    against. Each entry is a new request, whose events get their own state."""
 
     def __init__(
-        self,
-        open_stream: Callable[[], Awaitable[AsyncChatStream]],
-        output: OutputSpec,
-        spec_for: Callable[[str], ModelSpec | None],
+        self, open_stream: OpenT, output: OutputSpec, spec_for: Callable[[str], ModelSpec | None]
     ) -> None:
         self._open = open_stream
         self._output = output
         self._spec_for = spec_for
-        self._stream: AsyncChatCompletionStream[ContentT] | None = None
+        self._stream: StreamT | None = None
+
+    def _parsing(self) -> _Parsing[Any]:
+        return _Parsing(self._output, self._spec_for)
+
+
+class AsyncChatCompletionStreamManager(
+    _Manager[Callable[[], Awaitable[AsyncChatStream]], "AsyncChatCompletionStream[ContentT]"],
+    Generic[ContentT],
+):
+    """``async with client.chat.completions.stream(...) as stream``: opens, then closes."""
 
     async def __aenter__(self) -> AsyncChatCompletionStream[ContentT]:
-        # Each entry is a new request, with its own events' state.
-        parsing: _Parsing[ContentT] = _Parsing(self._output, self._spec_for)
-        self._stream = AsyncChatCompletionStream(await self._open(), parsing)
+        self._stream = AsyncChatCompletionStream(await self._open(), self._parsing())
         return self._stream
 
     async def __aexit__(
@@ -303,7 +317,7 @@ class AsyncChatCompletionStreamManager(Generic[ContentT]):
             await self._stream.close()
 
 
-class ChatCompletionStream(Generic[ContentT]):
+class ChatCompletionStream(_EventStream[ChatStream, ContentT]):
     """The synchronous twin of :class:`AsyncChatCompletionStream`.
 
     Its chunks come from the sync client's chunk stream, which a pump on the portal reads ahead
@@ -311,54 +325,33 @@ class ChatCompletionStream(Generic[ContentT]):
     the round trip that opened it and none per event.
     """
 
-    def __init__(self, chunks: ChatStream, parsing: _Parsing[ContentT]) -> None:
-        self._chunks = chunks
-        self._parsing = parsing
-        self._queue: deque[StreamEvent] = deque()
-
-    @property
-    def route(self) -> RouteInfo:
-        """The stream's :class:`~genrouter.types.RouteInfo` (live while streaming)."""
-        return self._chunks.route
-
     def __iter__(self) -> Iterator[StreamEvent]:
         return self
 
     def __next__(self) -> StreamEvent:
         while not self._queue:
-            chunk = next(self._chunks)  # StopIteration ends us too
-            self._queue.extend(self._parsing.events(chunk, self._chunks.route))
+            chunk = next(self._inner)  # StopIteration ends us too
+            self._queue.extend(self._parsing.events(chunk, self._inner.route))
         return self._queue.popleft()
 
     def get_final_completion(self) -> ParsedChatCompletion[ContentT]:
         """Consume the rest of the stream and return the parsed completion."""
         for _ in self:
             pass
-        return self._parsing.final(self._chunks.get_final_completion(), self._chunks.route)
+        return self._parsing.final(self._inner.get_final_completion(), self._inner.route)
 
     def close(self) -> None:
         """Stop the stream and release its connection."""
-        self._chunks.close()
+        self._inner.close()
 
 
-class ChatCompletionStreamManager(Generic[ContentT]):
+class ChatCompletionStreamManager(
+    _Manager[Callable[[], ChatStream], "ChatCompletionStream[ContentT]"], Generic[ContentT]
+):
     """``with client.chat.completions.stream(...) as stream`` for the sync client."""
 
-    def __init__(
-        self,
-        open_stream: Callable[[], ChatStream],
-        output: OutputSpec,
-        spec_for: Callable[[str], ModelSpec | None],
-    ) -> None:
-        self._open = open_stream
-        self._output = output
-        self._spec_for = spec_for
-        self._stream: ChatCompletionStream[ContentT] | None = None
-
     def __enter__(self) -> ChatCompletionStream[ContentT]:
-        # Each entry is a new request, with its own events' state.
-        parsing: _Parsing[ContentT] = _Parsing(self._output, self._spec_for)
-        self._stream = ChatCompletionStream(self._open(), parsing)
+        self._stream = ChatCompletionStream(self._open(), self._parsing())
         return self._stream
 
     def __exit__(
