@@ -396,6 +396,55 @@ async def test_declared_compatible_model_tries_unset_capabilities(server: FakeLL
             await client.chat.completions.create(model="vllm/no-tools", messages=HELLO, tools=tools)
 
 
+@pytest.mark.parametrize(
+    ("declared", "ask", "key"),
+    [
+        ({"tools": False}, "tools", "tools"),
+        ({"json_object": False}, "json_object", "json_object"),
+        # JSON-schema support does not vouch for a JSON mode declared missing.
+        ({"json_object": False, "json_schema": True}, "json_object", "json_object"),
+        ({"json_schema": False}, "json_schema", "json_schema"),
+    ],
+)
+async def test_an_explicit_false_filters_and_names_its_key(
+    server: FakeLLMServer, declared: dict[str, bool], ask: str, key: str
+) -> None:
+    asks: dict[str, Any] = {
+        "tools": {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
+        "json_object": {"response_format": {"type": "json_object"}},
+        "json_schema": {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "n", "schema": {"type": "object"}},
+            }
+        },
+    }
+    async with AsyncClient(config(server, **{"vllm/m": declared}), env=KEY) as client:
+        decision = client.route(model="vllm/m", messages=HELLO, **asks[ask])
+        (candidate,) = decision.candidates
+        assert f'set {key} = true under [models."vllm/m"]' in (candidate.excluded_because or "")
+        with pytest.raises(UnsupportedInputError, match=rf"{key} = true"):
+            await client.chat.completions.create(model="vllm/m", messages=HELLO, **asks[ask])
+    assert server.requests == []  # refused before anything was sent
+
+
+async def test_an_unset_capability_the_server_rejects_fails_over(server: FakeLLMServer) -> None:
+    # Unset means "try it": the server's 400 then fails over like any other rejection.
+    cfg = config(server, **{"vllm/m": {}})
+    cfg["routes"] = {"json": {"candidates": ["vllm/m", MODEL]}}
+    server.enqueue(Reply.error(400, message="response_format is not supported"), model="m")
+    server.enqueue(Reply.text('{"ok": true}'), model="gpt-4o-mini")
+    async with AsyncClient(cfg, env=KEY) as client:
+        resp = await client.chat.completions.create(
+            model="json", messages=HELLO, response_format={"type": "json_object"}
+        )
+    assert resp.choices[0].message.content == '{"ok": true}'
+    assert resp.route is not None and resp.route.model == MODEL
+    assert resp.route.attempts[0].error_type == "BadRequestError"
+    assert [r.body["model"] for r in server.requests] == ["m", "gpt-4o-mini"]
+    assert server.requests[0].body["response_format"] == {"type": "json_object"}
+
+
 # -- 7. close() as the SDK spells it ----------------------------------------------------------
 
 

@@ -155,6 +155,57 @@ async def test_json_object_on_the_real_server(llama_server: LlamaServer) -> None
     assert json.loads(content)["answer"] in ("yes", "no")
 
 
+async def test_openai_sdk_idioms_on_an_undeclared_model_of_the_real_server(
+    llama_server: LlamaServer,
+) -> None:
+    # The model is declared with no capabilities at all: unset means "try it", so tools and
+    # JSON mode reach the server, and the tool loop continues the way openai-python's docs do
+    # (the answer's own message object appended to the history, as it came back).
+    config = {
+        "providers": {"llama": {"type": "openai_compatible", "base_url": llama_server.base_url}},
+        "models": {"llama/plain": {"context_window": 512, "max_output_tokens": 64}},
+    }
+    recorder = Recorder()
+    async with AsyncClient(config, env={}, http_client=recorder.http) as client:
+        messages: list[Any] = [{"role": "user", "content": "What is the weather in Lima?"}]
+        first = await client.chat.completions.create(
+            model="llama/plain",
+            messages=messages,
+            tools=[WEATHER],
+            tool_choice=FORCED,
+            max_tokens=32,
+            temperature=0,
+        )
+        message = first.choices[0].message
+        assert message.tool_calls is not None
+        messages.append(message)
+        for call in message.tool_calls:
+            messages.append({"role": "tool", "tool_call_id": call.id, "content": "sunny, 21C"})
+        final = await client.chat.completions.create(
+            model="llama/plain", messages=messages, tools=[WEATHER], max_tokens=16, temperature=0
+        )
+        plain_json = await client.chat.completions.create(
+            model="llama/plain",
+            messages=[{"role": "user", "content": 'Is Paris in France? Answer {"answer": "yes"}.'}],
+            response_format={"type": "json_object"},
+            max_tokens=24,
+            temperature=0,
+        )
+    await recorder.http.aclose()
+    assert final.choices[0].message.tool_calls is None
+    assert final.choices[0].finish_reason in ("stop", "length")
+    # The history genrouter sent back: the assistant's tool call as the server returned it.
+    turn = recorder.bodies[1]["messages"][1]
+    assert turn["role"] == "assistant" and turn["tool_calls"][0]["id"] == message.tool_calls[0].id
+    assert recorder.bodies[2]["response_format"] == {"type": "json_object"}
+    # Plain JSON mode (no schema) is a JSON grammar on this server: the answer opens an object
+    # and keeps to JSON. This 270M model then rambles on inside it (measured 2026-12-03: it
+    # repeats keys past 256 tokens), so the answer is cut by max_tokens, not ended.
+    content = plain_json.choices[0].message.content or ""
+    assert content.lstrip().startswith('{"') or content.lstrip().startswith("{\n"), content
+    assert plain_json.choices[0].finish_reason in ("stop", "length")
+
+
 class Recorder:
     """An HTTP client that keeps the JSON bodies genrouter sends."""
 

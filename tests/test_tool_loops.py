@@ -107,9 +107,19 @@ def check_second_request(server: FakeLLMServer, first_ids: list[str], kind: str)
     ]
 
 
+# How the answer goes back into the history: the message object itself (openai-python's docs'
+# `messages.append(response.choices[0].message)`), or either of its dumps.
+FORMS = {
+    "object": lambda message: message,
+    "dump": lambda message: message.model_dump(),
+    "json": lambda message: message.model_dump(mode="json"),
+}
+
+
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
-async def test_tool_loop(server: FakeLLMServer, kind: str, stream: bool) -> None:
+@pytest.mark.parametrize("form", list(FORMS))
+async def test_tool_loop(server: FakeLLMServer, kind: str, stream: bool, form: str) -> None:
     model, wire_model = KINDS[kind]
     script(server, wire_model)
     messages: list[Any] = [{"role": "user", "content": "Weather and time in Paris?"}]
@@ -136,7 +146,7 @@ async def test_tool_loop(server: FakeLLMServer, kind: str, stream: bool) -> None
         calls = choice.message.tool_calls
         assert calls is not None and [c.function.name for c in calls] == ["get_weather", "get_time"]
         assert json.loads(calls[0].function.arguments) == {"city": "Paris"}
-        messages.append(choice.message.model_dump(exclude_none=True))
+        messages.append(FORMS[form](choice.message))
         for call in calls:
             messages.append(
                 {

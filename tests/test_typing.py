@@ -2,7 +2,8 @@
 
 ``tests/typing_checks/check_dropin.py`` must type-check cleanly; every line of
 ``tests/typing_checks/dropin_wrong.py`` marked ``# expect-error`` must be reported. pyright is
-skipped where it cannot run (it fetches its Node package on first use).
+skipped where it cannot run (it fetches its Node package on first use), except in CI
+(``GENROUTER_REQUIRE_REAL_SERVERS`` set), where that fails instead.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -37,10 +39,20 @@ def _mypy(path: Path) -> tuple[int, set[int], str]:
     return done.returncode, lines, done.stdout
 
 
+def _cannot_run(reason: str) -> NoReturn:
+    """Skip locally; fail in CI (``GENROUTER_REQUIRE_REAL_SERVERS``), where a skip would hide
+    that the typing promise went unchecked."""
+    if os.environ.get("GENROUTER_REQUIRE_REAL_SERVERS"):
+        pytest.fail(f"{reason}, and CI requires the pyright checks", pytrace=False)
+    pytest.skip(reason)
+
+
 def _pyright(path: Path, tmp_path: Path) -> tuple[int, set[int], str]:
-    executable = shutil.which("pyright")
+    # The one installed with the test dependencies, even when its venv is not on PATH.
+    beside = Path(sys.executable).with_name("pyright")
+    executable = str(beside) if beside.exists() else shutil.which("pyright")
     if executable is None:
-        pytest.skip("pyright is not installed (pip install pyright)")
+        _cannot_run("pyright is not installed (pip install pyright)")
     config = tmp_path / "pyrightconfig.json"
     config.write_text(
         json.dumps(
@@ -54,7 +66,7 @@ def _pyright(path: Path, tmp_path: Path) -> tuple[int, set[int], str]:
         )
         report = json.loads(done.stdout)
     except (subprocess.TimeoutExpired, ValueError):
-        pytest.skip("pyright could not start here (it needs its Node package)")
+        _cannot_run("pyright could not start here (it needs its Node package)")
     errors = [d for d in report["generalDiagnostics"] if d["severity"] == "error"]
     lines = {d["range"]["start"]["line"] + 1 for d in errors}
     return done.returncode, lines, json.dumps(errors, indent=1)[:4000]

@@ -97,7 +97,10 @@ def _capability_gap(spec: ModelSpec, needs: Needs, unknown_ok: bool = False) -> 
             "needs JSON-schema output; model lacks it "
             f'(set json_schema = true under [models."{spec.id}"])'
         )
-    if needs.json_object and lacks(spec.json_object) and lacks(spec.json_schema):
+    # JSON mode: an explicit json_object = false filters; unset, JSON-schema support implies it.
+    if needs.json_object and (
+        spec.json_object is False or (lacks(spec.json_object) and spec.json_schema is not True)
+    ):
         return (
             f'needs JSON output; model lacks it (set json_object = true under [models."{spec.id}"])'
         )
