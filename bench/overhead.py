@@ -349,6 +349,21 @@ def sync_rows(url: str, stack: ExitStack) -> list[tuple[Row, SyncRunner]]:
     return pairs
 
 
+def sync_stream_floor(http: httpx2.Client, url: str) -> SyncRunner:
+    """The blocking streaming floor: raw ``httpx2.Client`` stream, ``json.loads`` per event."""
+    endpoint = url + "/chat/completions"
+    headers = {"Authorization": "Bearer x", "Content-Type": "application/json"}
+    streamed = json.dumps({"model": "m", "messages": MESSAGES, "stream": True}).encode()
+
+    def raw_stream() -> None:
+        with http.stream("POST", endpoint, content=streamed, headers=headers) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: ") and line[6:] != "[DONE]":
+                    json.loads(line[6:])
+
+    return raw_stream
+
+
 def _sync_others(url: str, http: httpx2.Client, unused: Runner) -> list[tuple[Row, SyncRunner]]:
     """The blocking floor (raw httpx2.Client) and openai.OpenAI."""
     import openai
@@ -356,18 +371,13 @@ def _sync_others(url: str, http: httpx2.Client, unused: Runner) -> list[tuple[Ro
     endpoint = url + "/chat/completions"
     headers = {"Authorization": "Bearer x", "Content-Type": "application/json"}
     plain = json.dumps({"model": "m", "messages": MESSAGES}).encode()
-    streamed = json.dumps({"model": "m", "messages": MESSAGES, "stream": True}).encode()
     sdk = openai.OpenAI(api_key="x", base_url=url, max_retries=0, http_client=http)
     messages: Any = MESSAGES
 
     def raw_request() -> None:
         json.loads(http.post(endpoint, content=plain, headers=headers).content)
 
-    def raw_stream() -> None:
-        with http.stream("POST", endpoint, content=streamed, headers=headers) as r:
-            for line in r.iter_lines():
-                if line.startswith("data: ") and line[6:] != "[DONE]":
-                    json.loads(line[6:])
+    raw_stream = sync_stream_floor(http, url)
 
     def sdk_request() -> None:
         sdk.chat.completions.create(model="m", messages=messages)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import random
 import statistics
@@ -40,7 +39,7 @@ from typing import Any
 import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from overhead import MESSAGES, SETTLE_S, start_server, stop_server
+from overhead import MESSAGES, SETTLE_S, start_server, stop_server, sync_stream_floor
 
 Run = Callable[[], None]
 BETWEEN_S = 0.005
@@ -48,16 +47,8 @@ BETWEEN_S = 0.005
 
 def rows(url: str, client: Any, http: httpx2.Client) -> dict[str, Run]:
     """The three timed rows, each reading one 35-chunk streamed answer to its end."""
-    endpoint = url + "/chat/completions"
-    headers = {"Authorization": "Bearer x", "Content-Type": "application/json"}
-    body = json.dumps({"model": "m", "messages": MESSAGES, "stream": True}).encode()
+    floor = sync_stream_floor(http, url)
     inner = client.async_client
-
-    def floor() -> None:
-        with http.stream("POST", endpoint, content=body, headers=headers) as response:
-            for line in response.iter_lines():
-                if line.startswith("data: ") and line[6:] != "[DONE]":
-                    json.loads(line[6:])
 
     def sync_client() -> None:
         with client.chat.completions.create(
